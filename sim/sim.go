@@ -1,0 +1,176 @@
+// Package sim assembles `strata sim`: the simulated engine, its KV event
+// publisher and its OpenAI-compatible HTTP server, configured the way
+// `vllm serve` is.
+package sim
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/strata-llm/strata/sim/engine"
+	"github.com/strata-llm/strata/sim/kvevents"
+	"github.com/strata-llm/strata/sim/server"
+	"github.com/strata-llm/strata/tokenizer"
+	"github.com/strata-llm/strata/tokenizer/bytelevel"
+)
+
+// Options is everything `strata sim` takes on its command line.
+type Options struct {
+	Host             string
+	Port             int
+	Model            string
+	ServedModelNames []string
+	Engine           engine.Config
+	// KVEventsConfig and KVTransferConfig are vLLM's JSON flags, verbatim.
+	KVEventsConfig   string
+	KVTransferConfig string
+	// Role overrides the role implied by KVTransferConfig's kv_role.
+	Role          server.Role
+	EventEncoding kvevents.Encoding
+	EventHashes   kvevents.HashEncoding
+	// ReplayWithTopic answers replay requests as vLLM >= 0.26 does.
+	ReplayWithTopic bool
+	MaxBodyBytes    int64
+	Tokenizer       tokenizer.Tokenizer
+	Logger          *slog.Logger
+}
+
+// ServedNames are the names the model answers to, the first reported.
+func (o Options) ServedNames() []string {
+	if len(o.ServedModelNames) == 0 {
+		return []string{o.Model}
+	}
+	return o.ServedModelNames
+}
+
+// Sim is a running simulated engine.
+type Sim struct {
+	Addr      net.Addr
+	Engine    *engine.Engine
+	Publisher *kvevents.Publisher
+	Server    *server.Server
+
+	run func(context.Context) error
+}
+
+// New binds the listener and the KV event sockets and builds the engine;
+// Run serves. Binding first lets callers learn the real addresses of ":0".
+func New(ctx context.Context, opts Options) (*Sim, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tok := opts.Tokenizer
+	if tok == nil {
+		tok = bytelevel.Tokenizer{}
+	}
+	names := opts.ServedNames()
+	if names[0] == "" {
+		return nil, errors.New("sim: a model name is required")
+	}
+
+	srvCfg := server.Config{
+		ServedModelNames: names,
+		MaxModelLen:      opts.Engine.MaxModelLen,
+		Role:             opts.Role,
+		MaxBodyBytes:     opts.MaxBodyBytes,
+		Logger:           log,
+	}
+	if opts.KVTransferConfig != "" {
+		kt, err := server.ParseKVTransferConfig(opts.KVTransferConfig)
+		if err != nil {
+			return nil, err
+		}
+		srvCfg.KVTransfer = true
+		srvCfg.EngineID = kt.EngineID
+		if srvCfg.Role == "" {
+			if srvCfg.Role, err = kt.Role(); err != nil {
+				return nil, err
+			}
+		}
+	} else if opts.Role != "" && opts.Role != server.RoleBoth {
+		// A prefill or decode role is only meaningful with the handshake.
+		srvCfg.KVTransfer = true
+	}
+	if srvCfg.KVTransfer && srvCfg.EngineID == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		srvCfg.EngineID = hex.EncodeToString(b[:])
+	}
+
+	var pub *kvevents.Publisher
+	if opts.KVEventsConfig != "" {
+		kc, err := kvevents.ParseConfig(opts.KVEventsConfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kv-events-config: %w", err)
+		}
+		if kc.EnableKVCacheEvents && kc.Publisher == "zmq" {
+			pub, err = kvevents.NewPublisher(ctx, kc, kvevents.Options{
+				Encoding: opts.EventEncoding, Hashes: opts.EventHashes,
+				ReplayWithTopic: opts.ReplayWithTopic, Logger: log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("kv events: %w", err)
+			}
+			opts.Engine.Events = pub
+		}
+	}
+
+	ecfg := opts.Engine
+	ecfg.EOS, ecfg.TextTokens, ecfg.Logger = tok.EOS(), tok.TextTokens(), log
+	eng, err := engine.New(ecfg)
+	if err != nil {
+		closePub(pub)
+		return nil, err
+	}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)))
+	if err != nil {
+		closePub(pub)
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	srvCfg.AdvertiseHost = advertiseHost(opts.Host)
+	srvCfg.AdvertisePort = ln.Addr().(*net.TCPAddr).Port
+	srv, err := server.New(srvCfg, eng, tok)
+	if err != nil {
+		ln.Close()
+		closePub(pub)
+		return nil, err
+	}
+	s := &Sim{Addr: ln.Addr(), Engine: eng, Publisher: pub, Server: srv}
+	s.run = func(ctx context.Context) error {
+		defer closePub(pub)
+		engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+		engDone := make(chan error, 1)
+		go func() { engDone <- eng.Run(engCtx) }()
+		err := srv.Serve(ctx, ln)
+		// The HTTP server has drained; now stop the engine, which aborts
+		// whatever a client left behind.
+		stopEngine()
+		return errors.Join(err, <-engDone)
+	}
+	return s, nil
+}
+
+// Run serves until ctx ends.
+func (s *Sim) Run(ctx context.Context) error { return s.run(ctx) }
+
+func closePub(p *kvevents.Publisher) {
+	if p != nil {
+		_ = p.Close()
+	}
+}
+
+// advertiseHost is the address a peer can reach a wildcard listener on.
+func advertiseHost(host string) string {
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "127.0.0.1"
+	}
+	return host
+}
