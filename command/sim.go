@@ -63,9 +63,6 @@ as a GPU would. It is the default engine on machines without GPUs.`,
 			}
 			log.Info("strata sim serving", "addr", s.Addr.String(), "model", opts.ServedNames()[0],
 				"gpu_blocks", opts.Engine.NumGPUBlocks, "block_size", opts.Engine.BlockSize, "speedup", opts.Engine.Speedup)
-			if s.Publisher != nil {
-				log.Info("publishing KV events", "endpoint", s.Publisher.Endpoint(), "replay", s.Publisher.ReplayEndpoint())
-			}
 			return s.Run(cmd.Context())
 		},
 	}
