@@ -278,7 +278,6 @@ func TestEncodeIntegerWidths(t *testing.T) {
 	}
 }
 
-
 func TestEncodeBatchErrors(t *testing.T) {
 	var nilStored *BlockStored
 	for _, tc := range []struct {
