@@ -1,0 +1,142 @@
+# Strata build, test and tooling. `make` alone lists the targets.
+#
+# Every tool is pinned to an exact version and installed by this Makefile into
+# ./bin/tools with `go install`, so a fresh machine with Go needs nothing else
+# (no protoc, no prebuilt binaries) and every machine runs the same tools.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+GO    ?= go
+MODULE := github.com/strata-llm/strata
+BIN   := $(CURDIR)/bin
+TOOLS := $(BIN)/tools
+
+# ---- pinned tools (exact versions; bump here and nowhere else) -------------
+GOLANGCI_LINT_VERSION      := v2.15.0
+BUF_VERSION                := v1.75.0
+# protoc-gen-go must stay equal to google.golang.org/protobuf in go.mod.
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+GOLANGCI_LINT      := $(TOOLS)/golangci-lint
+BUF                := $(TOOLS)/buf
+PROTOC_GEN_GO      := $(TOOLS)/protoc-gen-go
+PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc
+
+# ---- knobs ------------------------------------------------------------------
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X $(MODULE)/command.Version=$(VERSION)
+HOST      ?=
+PORT      ?= 8000
+SIM_FLAGS ?=
+BENCHTIME ?= 1s
+FUZZTIME  ?= 10s
+TEST_TIMEOUT ?= 25m
+# LINT=0 skips gofmt and golangci-lint inside `make test` (see docs/decisions.md).
+# (make predefines LINT=lint, hence the origin test instead of ?=.)
+ifeq ($(origin LINT),default)
+LINT := 1
+endif
+# CHECK=1 makes `make proto` fail if the generated code is not what is committed.
+CHECK     ?= 0
+
+KV_EVENTS_CONFIG := {"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557","replay_endpoint":"tcp://*:5558","topic":""}
+
+.PHONY: help
+help: ## show this help
+	@echo "usage: make TARGET [VAR=value ...]"
+	@echo
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-6s %s\n", $$1, $$2}'
+	@echo
+	@echo "variables: VERSION=$(VERSION) PORT=$(PORT) HOST=$(HOST) SIM_FLAGS=… BENCHTIME=$(BENCHTIME)"
+	@echo "           FUZZTIME=$(FUZZTIME) TEST_TIMEOUT=$(TEST_TIMEOUT) LINT=$(LINT) CHECK=$(CHECK)"
+
+.PHONY: build
+build: ## build the static binary bin/strata (CGO_ENABLED=0, version from git describe)
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/strata .
+
+.PHONY: run
+run: build ## build, then run `strata sim` (a simulated vLLM) on :8000 in the foreground (PORT, HOST, SIM_FLAGS)
+	@h=127.0.0.1; echo; \
+	echo "strata sim: a vLLM-compatible simulated engine on :$(PORT) (Ctrl-C stops it). Try:"; \
+	echo "  curl -s http://$$h:$(PORT)/v1/models"; \
+	echo "  curl -s http://$$h:$(PORT)/v1/chat/completions -H 'Content-Type: application/json' \\"; \
+	echo "       -d '{\"model\":\"strata-sim\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}],\"max_tokens\":32}'"; \
+	echo "  curl -s http://$$h:$(PORT)/metrics | grep '^vllm:'"; \
+	echo "  go run ./scripts/kvwatch -endpoint tcp://$$h:5557   # KV cache events (ZMQ PUB; replay on :5558)"; \
+	echo
+	$(BIN)/strata sim $(if $(HOST),--host $(HOST) )--port $(PORT) --speedup 1 \
+		--kv-events-config '$(KV_EVENTS_CONFIG)'$(if $(SIM_FLAGS), $(SIM_FLAGS))
+
+.PHONY: test
+test: ## go vet (+ gofmt and golangci-lint unless LINT=0), then every test with -race
+ifeq ($(LINT),0)
+	$(GO) vet ./...
+else
+	@$(MAKE) lint
+endif
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## gofmt check, go vet and golangci-lint (pinned, self-installing)
+	@echo ">> gofmt"; \
+	files=$$(find . -name '*.go' -not -path './bin/*' -not -path './.git/*' -not -path '*/testdata/*'); \
+	bad=$$(gofmt -l $$files); \
+	if [ -n "$$bad" ]; then echo "gofmt: these files need formatting (run: gofmt -w FILE):"; echo "$$bad"; exit 1; fi
+	@echo ">> go vet"
+	@$(GO) vet ./...
+	@echo ">> golangci-lint $(GOLANGCI_LINT_VERSION)"
+	@$(GOLANGCI_LINT) run ./...
+
+.PHONY: bench
+bench: ## run every benchmark once for BENCHTIME with allocations
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each (PKGS=./dir/... to narrow)
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh $(or $(PKGS),./...)
+
+.PHONY: proto
+proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## lint, format-check and generate Go code from proto/ (CHECK=1: fail if it changed)
+	cd proto && PATH="$(TOOLS):$$PATH" $(BUF) format --diff --exit-code
+	cd proto && PATH="$(TOOLS):$$PATH" $(BUF) lint
+	cd proto && PATH="$(TOOLS):$$PATH" $(BUF) generate
+ifneq ($(CHECK),0)
+	@if [ -n "$$(git status --porcelain --untracked-files=all -- proto)" ]; then \
+		git status --short --untracked-files=all -- proto; git --no-pager diff --stat -- proto; \
+		echo "proto: proto/ differs from the last commit: run 'make proto' and commit the result"; exit 1; \
+	fi; echo ">> proto: generated code is up to date"
+endif
+
+.PHONY: tools
+tools: $(GOLANGCI_LINT) $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## install every pinned tool into bin/tools
+
+.PHONY: clean
+clean: ## remove bin/ (binary and tools) and test caches
+	rm -rf $(BIN) coverage.out coverage.html
+	$(GO) clean -testcache
+
+# go-tool installs one pinned tool. The binary depends on a marker file named
+# after the version, so a missing binary or a version bumped above reinstalls
+# it on the next run, and nothing happens otherwise.
+# $(1): binary path, $(2): package, $(3): version
+define go-tool
+$(1): $(TOOLS)/.$(notdir $(1))-$(3)
+	@echo ">> installing $(notdir $(1)) $(3)"
+	GOBIN=$(TOOLS) $(GO) install $(2)@$(3)
+	@touch $$@
+$(TOOLS)/.$(notdir $(1))-$(3):
+	@mkdir -p $(TOOLS)
+	@rm -f $(TOOLS)/.$(notdir $(1))-*
+	@touch $$@
+endef
+
+$(eval $(call go-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION)))
+$(eval $(call go-tool,$(BUF),github.com/bufbuild/buf/cmd/buf,$(BUF_VERSION)))
+$(eval $(call go-tool,$(PROTOC_GEN_GO),google.golang.org/protobuf/cmd/protoc-gen-go,$(PROTOC_GEN_GO_VERSION)))
+$(eval $(call go-tool,$(PROTOC_GEN_GO_GRPC),google.golang.org/grpc/cmd/protoc-gen-go-grpc,$(PROTOC_GEN_GO_GRPC_VERSION)))
