@@ -641,6 +641,8 @@ type FSMSnapshot struct {
 	// The next worker number per deployment and role is derived from this
 	// counter, so ids are never reused, even after deletes.
 	NextWorkerSeq uint64 `protobuf:"varint,6,opt,name=next_worker_seq,json=nextWorkerSeq,proto3" json:"next_worker_seq,omitempty"`
+	// The Raft index the state was taken at.
+	Index         uint64 `protobuf:"varint,7,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -717,6 +719,13 @@ func (x *FSMSnapshot) GetNextWorkerSeq() uint64 {
 	return 0
 }
 
+func (x *FSMSnapshot) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_strata_v1_raft_proto protoreflect.FileDescriptor
 
 const file_strata_v1_raft_proto_rawDesc = "" +
@@ -768,14 +777,15 @@ const file_strata_v1_raft_proto_rawDesc = "" +
 	"\x18RemoveBrainMemberCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"V\n" +
 	"\x1cRecordPlannerDecisionCommand\x126\n" +
-	"\bdecision\x18\x01 \x01(\v2\x1a.strata.v1.PlannerDecisionR\bdecision\"\xbb\x02\n" +
+	"\bdecision\x18\x01 \x01(\v2\x1a.strata.v1.PlannerDecisionR\bdecision\"\xd1\x02\n" +
 	"\vFSMSnapshot\x12%\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0f.strata.v1.NodeR\x05nodes\x127\n" +
 	"\vdeployments\x18\x02 \x03(\v2\x15.strata.v1.DeploymentR\vdeployments\x12+\n" +
 	"\aworkers\x18\x03 \x03(\v2\x11.strata.v1.WorkerR\aworkers\x12.\n" +
 	"\x06brains\x18\x04 \x03(\v2\x16.strata.v1.BrainMemberR\x06brains\x12G\n" +
 	"\x11planner_decisions\x18\x05 \x03(\v2\x1a.strata.v1.PlannerDecisionR\x10plannerDecisions\x12&\n" +
-	"\x0fnext_worker_seq\x18\x06 \x01(\x04R\rnextWorkerSeqB7Z5github.com/strata-llm/strata/proto/strata/v1;stratav1b\x06proto3"
+	"\x0fnext_worker_seq\x18\x06 \x01(\x04R\rnextWorkerSeq\x12\x14\n" +
+	"\x05index\x18\a \x01(\x04R\x05indexB7Z5github.com/strata-llm/strata/proto/strata/v1;stratav1b\x06proto3"
 
 var (
 	file_strata_v1_raft_proto_rawDescOnce sync.Once
