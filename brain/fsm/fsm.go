@@ -55,6 +55,13 @@ type View struct {
 	Brains        map[string]*stratav1.BrainMember
 	Decisions     map[DecisionKey]*stratav1.PlannerDecision
 	NextWorkerSeq uint64
+	// PlacementIndex is the index of the last entry that changed anything
+	// placement reads (nodes' states, deployments, workers' set or states,
+	// planner decisions) — not the load reports every heartbeat carries, so
+	// the leader re-plans only when there is something new to plan for.
+	PlacementIndex uint64
+
+	placementChanged bool // set by apply methods, consumed by Apply
 }
 
 func newView() *View {
@@ -69,13 +76,14 @@ func newView() *View {
 
 func (v *View) clone() *View {
 	return &View{
-		Index:         v.Index,
-		Nodes:         maps.Clone(v.Nodes),
-		Deployments:   maps.Clone(v.Deployments),
-		Workers:       maps.Clone(v.Workers),
-		Brains:        maps.Clone(v.Brains),
-		Decisions:     maps.Clone(v.Decisions),
-		NextWorkerSeq: v.NextWorkerSeq,
+		Index:          v.Index,
+		Nodes:          maps.Clone(v.Nodes),
+		Deployments:    maps.Clone(v.Deployments),
+		Workers:        maps.Clone(v.Workers),
+		Brains:         maps.Clone(v.Brains),
+		Decisions:      maps.Clone(v.Decisions),
+		NextWorkerSeq:  v.NextWorkerSeq,
+		PlacementIndex: v.PlacementIndex,
 	}
 }
 
@@ -143,8 +151,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.state.placementChanged = false
 	res := f.apply(t, cmd)
 	f.state.Index = l.Index
+	if f.state.placementChanged {
+		f.state.PlacementIndex = l.Index
+	}
 	close(f.changed)
 	f.changed = make(chan struct{})
 	return res
@@ -190,6 +202,7 @@ func (f *FSM) apply(t CommandType, cmd proto.Message) any {
 			return fmt.Errorf("planner decision for deployment %q: %w", d.GetDeployment(), ErrNotFound)
 		}
 		s.Decisions[DecisionKey{d.GetDeployment(), d.GetRole()}] = d
+		s.placementChanged = true
 		return nil
 	default:
 		return fmt.Errorf("%s has no apply: %w", t, ErrUnknownCommand)
@@ -246,6 +259,7 @@ func DecodeSnapshot(b []byte) (*View, error) {
 	}
 	v.NextWorkerSeq = snap.GetNextWorkerSeq()
 	v.Index = snap.GetIndex()
+	v.PlacementIndex = v.Index
 	return v, nil
 }
 

@@ -54,6 +54,7 @@ func (s *View) registerNode(c *stratav1.RegisterNodeCommand) any {
 	}
 	n.State = nodeState(n.Drained, false)
 	s.Nodes[n.Id] = n
+	s.placementChanged = true
 	return n
 }
 
@@ -71,11 +72,17 @@ func (s *View) heartbeat(c *stratav1.HeartbeatBatchCommand) any {
 		n.LastHeartbeatUnixNanos = c.GetUnixNanos()
 		n.State = nodeState(n.Drained, false)
 		s.Nodes[n.Id] = n
+		if n.State != old.GetState() {
+			s.placementChanged = true
+		}
 		for _, st := range hb.GetWorkers() {
 			w, ok := s.Workers[st.GetWorkerId()]
 			// An agent can only speak for workers placed on its own node.
 			if !ok || w.GetNodeId() != n.Id {
 				continue
+			}
+			if w.GetState() != st.GetState() {
+				s.placementChanged = true
 			}
 			w = proto.CloneOf(w)
 			w.State = st.GetState()
@@ -98,6 +105,7 @@ func (s *View) markDown(c *stratav1.MarkNodesDownCommand) any {
 		n := proto.CloneOf(old)
 		n.State = stratav1.NodeState_NODE_STATE_DOWN
 		s.Nodes[id] = n
+		s.placementChanged = true
 	}
 	return nil
 }
@@ -112,6 +120,7 @@ func (s *View) drain(c *stratav1.DrainNodeCommand) any {
 	n.Drained = c.GetDrained()
 	n.State = nodeState(n.Drained, old.GetState() == stratav1.NodeState_NODE_STATE_DOWN)
 	s.Nodes[n.Id] = n
+	s.placementChanged = true
 	return n
 }
 
@@ -143,6 +152,7 @@ func (s *View) upsertDeployment(c *stratav1.UpsertDeploymentCommand) any {
 		d.CreatedUnixNanos = old.GetCreatedUnixNanos()
 	}
 	s.Deployments[spec.GetName()] = d
+	s.placementChanged = true
 	return UpsertResult{Deployment: d, Changed: true}
 }
 
@@ -153,6 +163,7 @@ func (s *View) deleteDeployment(c *stratav1.DeleteDeploymentCommand) any {
 		return fmt.Errorf("deployment %q: %w", c.GetName(), ErrNotFound)
 	}
 	delete(s.Deployments, c.GetName())
+	s.placementChanged = true
 	for id, w := range s.Workers {
 		if w.GetDeployment() == c.GetName() {
 			delete(s.Workers, id)
@@ -232,5 +243,6 @@ func (s *View) applyPlan(c *stratav1.ApplyPlanCommand) any {
 		s.Workers[w.Id] = w
 	}
 	s.NextWorkerSeq = seq
+	s.placementChanged = true
 	return nil
 }

@@ -22,3 +22,24 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() bool) {
 		}
 	}
 }
+
+// WaitForResult polls fn until it returns nil, failing the test with fn's
+// last error after timeout, so a failure says what was still wrong.
+func WaitForResult(t testing.TB, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("not within %v: %v", timeout, err)
+		case <-tick.C:
+		}
+	}
+}
