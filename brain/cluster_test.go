@@ -19,7 +19,7 @@ import (
 
 // testCluster starts n brains, the first bootstrapped, the others joined
 // through it, and waits for a leader.
-func testCluster(t *testing.T, n int, cb func(*Config)) []*Server {
+func testCluster(t testing.TB, n int, cb func(*Config)) []*Server {
 	t.Helper()
 	servers := []*Server{TestServer(t, cb)}
 	WaitForLeader(t, servers[0])
@@ -49,7 +49,7 @@ func follower(servers []*Server) *Server {
 	return nil
 }
 
-func deploy(t *testing.T, via *Server, name string, replicas uint32) {
+func deploy(t testing.TB, via *Server, name string, replicas uint32) {
 	t.Helper()
 	if _, err := TestAdminClient(t, via).ApplyDeployment(testCtx(t), &stratav1.ApplyDeploymentRequest{Spec: testSpec(name, replicas)}); err != nil {
 		t.Fatalf("deploy %s via %s: %v", name, via.cfg.NodeID, err)

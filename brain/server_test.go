@@ -15,7 +15,7 @@ import (
 	"github.com/strata-llm/strata/test/testutil"
 )
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -32,7 +32,7 @@ func testSpec(name string, replicas uint32) *stratav1.DeploymentSpec {
 }
 
 // fakeNode registers a node with n GPUs in a full NVLink mesh.
-func fakeNode(t *testing.T, s *Server, id string, n int) {
+func fakeNode(t testing.TB, s *Server, id string, n int) {
 	t.Helper()
 	inv := &stratav1.Inventory{Hostname: id, CpuCores: 32, MemoryBytes: 256 << 30}
 	for i := range n {

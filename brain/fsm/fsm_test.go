@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -46,7 +47,7 @@ func (f *testFSM) mustApply(cmd proto.Message) any {
 func gpus(node string, n int) []*stratav1.GPU {
 	var out []*stratav1.GPU
 	for i := range n {
-		out = append(out, &stratav1.GPU{Uuid: node + "-gpu" + string(rune('0'+i)), Index: uint32(i), Model: "H100", MemoryBytes: 80 << 30})
+		out = append(out, &stratav1.GPU{Uuid: fmt.Sprintf("%s-gpu%d", node, i), Index: uint32(i), Model: "H100", MemoryBytes: 80 << 30})
 	}
 	return out
 }
