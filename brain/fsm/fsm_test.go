@@ -477,3 +477,43 @@ func FuzzDecodeCommand(f *testing.F) {
 		fsm.Apply(&raft.Log{Index: fsm.index, Type: raft.LogCommand, Data: data})
 	})
 }
+
+// TestPlacementIndex: load reports do not wake placement; state changes do.
+func TestPlacementIndex(t *testing.T) {
+	f := newTestFSM(t)
+	register(f, "n1", 1, 1)
+	f.mustApply(&stratav1.UpsertDeploymentCommand{Spec: deploySpec("d")})
+	w := worker(f, "d", "n1", 0, 20000)
+	f.mustApply(&stratav1.ApplyPlanCommand{Add: []*stratav1.Worker{w}})
+	report := func(st stratav1.WorkerState, running uint32) {
+		f.mustApply(&stratav1.HeartbeatBatchCommand{Heartbeats: []*stratav1.NodeHeartbeat{{NodeId: "n1", Workers: []*stratav1.WorkerStatus{
+			{WorkerId: w.Id, State: st, Load: &stratav1.WorkerLoad{RunningRequests: running}},
+		}}}})
+	}
+	tests := []struct {
+		name  string
+		apply func()
+		moves bool
+	}{
+		{"worker becomes ready", func() { report(stratav1.WorkerState_WORKER_STATE_READY, 0) }, true},
+		{"load only", func() { report(stratav1.WorkerState_WORKER_STATE_READY, 5) }, false},
+		{"brain member", func() { f.mustApply(&stratav1.SetBrainMemberCommand{Member: &stratav1.BrainMember{Id: "b"}}) }, false},
+		{"node down", func() { f.mustApply(&stratav1.MarkNodesDownCommand{NodeIds: []string{"n1"}}) }, true},
+		{"node back", func() { report(stratav1.WorkerState_WORKER_STATE_READY, 5) }, true},
+		{"drain", func() { f.mustApply(&stratav1.DrainNodeCommand{NodeId: "n1", Drained: true}) }, true},
+		{"planner decision", func() {
+			f.mustApply(&stratav1.RecordPlannerDecisionCommand{Decision: &stratav1.PlannerDecision{Deployment: "d", Replicas: 2}})
+		}, true},
+	}
+	for _, tt := range tests {
+		before := f.View().PlacementIndex
+		tt.apply()
+		after := f.View()
+		if moved := after.PlacementIndex != before; moved != tt.moves {
+			t.Errorf("%s: placement index moved=%v, want %v", tt.name, moved, tt.moves)
+		}
+		if tt.moves && after.PlacementIndex != after.Index {
+			t.Errorf("%s: placement index %d, want the entry's index %d", tt.name, after.PlacementIndex, after.Index)
+		}
+	}
+}
