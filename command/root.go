@@ -44,6 +44,8 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	logger := func() (*slog.Logger, error) { return newLogger(logLevel, logFormat) }
 	root.AddCommand(newSimCommand(logger))
+	root.AddCommand(newCtlCommand())
+	root.AddCommand(newBrainCommand(logger))
 	return root
 }
 

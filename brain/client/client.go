@@ -43,8 +43,9 @@ type Client struct {
 var schemeSeq atomic.Uint64
 
 // serviceConfig picks pick_first over the replicas and retries UNAVAILABLE
-// on every brain method with exponential backoff: up to 5 attempts, waiting
-// at most 0.1s, 0.2s, 0.4s, 0.8s between them (gRPC randomises each wait).
+// on every brain method with exponential backoff: up to 5 attempts, about
+// 0.1s, 0.2s, 0.4s and 0.8s apart (gRPC adds jitter), which outlasts a
+// leader election with Raft's default timeouts.
 var serviceConfig = fmt.Sprintf(`{
   "loadBalancingConfig": [{"pick_first": {}}],
   "methodConfig": [{
