@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -67,7 +68,9 @@ func readConfigFile(flags *pflag.FlagSet, path string) (map[string]string, error
 	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&doc); err != nil {
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return map[string]string{}, nil // an empty file sets nothing
+	} else if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	if len(doc.Content) == 0 {
