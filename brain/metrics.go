@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/strata-llm/strata/brain/fsm"
 	"github.com/strata-llm/strata/brain/placement"
@@ -53,7 +54,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) *metrics {
 		}, []string{"deployment", "role"}),
 	}
 	reg.MustRegister(m.applyLatency, m.forwarded, m.heartbeats, m.heartbeatBatch, m.plans, m.placementSeconds, m.leaderChanges, m.unplaced,
-		stateCollector{s}, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		stateCollector{s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -326,10 +326,10 @@ func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string) {
 	}
 	for _, m := range merges {
 		m = resolve(m)
-		switch {
-		case m.Kind == yaml.MappingNode:
+		switch m.Kind {
+		case yaml.MappingNode:
 			w.mapping(m, t, path)
-		case m.Kind == yaml.SequenceNode:
+		case yaml.SequenceNode:
 			for _, e := range m.Content {
 				e = resolve(e)
 				if e.Kind != yaml.MappingNode {
