@@ -477,6 +477,105 @@ func (x *WatchAssignmentsResponse) GetAssignments() []*Assignment {
 	return nil
 }
 
+type PublishKVEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Batch         *KVEventBatch          `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishKVEventsRequest) Reset() {
+	*x = PublishKVEventsRequest{}
+	mi := &file_strata_v1_brain_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishKVEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishKVEventsRequest) ProtoMessage() {}
+
+func (x *PublishKVEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_brain_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishKVEventsRequest.ProtoReflect.Descriptor instead.
+func (*PublishKVEventsRequest) Descriptor() ([]byte, []int) {
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PublishKVEventsRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *PublishKVEventsRequest) GetBatch() *KVEventBatch {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+type PublishKVEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workers whose events this replica cannot use until it gets a snapshot
+	// (a sequence gap, a restart of either side): the agent sends each a
+	// KVEventBatch with snapshot set.
+	ResyncWorkerIds []string `protobuf:"bytes,1,rep,name=resync_worker_ids,json=resyncWorkerIds,proto3" json:"resync_worker_ids,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PublishKVEventsResponse) Reset() {
+	*x = PublishKVEventsResponse{}
+	mi := &file_strata_v1_brain_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishKVEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishKVEventsResponse) ProtoMessage() {}
+
+func (x *PublishKVEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_brain_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishKVEventsResponse.ProtoReflect.Descriptor instead.
+func (*PublishKVEventsResponse) Descriptor() ([]byte, []int) {
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PublishKVEventsResponse) GetResyncWorkerIds() []string {
+	if x != nil {
+		return x.ResyncWorkerIds
+	}
+	return nil
+}
+
 type WatchClusterRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -485,7 +584,7 @@ type WatchClusterRequest struct {
 
 func (x *WatchClusterRequest) Reset() {
 	*x = WatchClusterRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[8]
+	mi := &file_strata_v1_brain_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +596,7 @@ func (x *WatchClusterRequest) String() string {
 func (*WatchClusterRequest) ProtoMessage() {}
 
 func (x *WatchClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[8]
+	mi := &file_strata_v1_brain_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +609,7 @@ func (x *WatchClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchClusterRequest.ProtoReflect.Descriptor instead.
 func (*WatchClusterRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{8}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{10}
 }
 
 // ClusterModel is one served model name and how to route to it.
@@ -528,7 +627,7 @@ type ClusterModel struct {
 
 func (x *ClusterModel) Reset() {
 	*x = ClusterModel{}
-	mi := &file_strata_v1_brain_proto_msgTypes[9]
+	mi := &file_strata_v1_brain_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +639,7 @@ func (x *ClusterModel) String() string {
 func (*ClusterModel) ProtoMessage() {}
 
 func (x *ClusterModel) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[9]
+	mi := &file_strata_v1_brain_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +652,7 @@ func (x *ClusterModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterModel.ProtoReflect.Descriptor instead.
 func (*ClusterModel) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{9}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ClusterModel) GetName() string {
@@ -614,7 +713,7 @@ type RoutableWorker struct {
 
 func (x *RoutableWorker) Reset() {
 	*x = RoutableWorker{}
-	mi := &file_strata_v1_brain_proto_msgTypes[10]
+	mi := &file_strata_v1_brain_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +725,7 @@ func (x *RoutableWorker) String() string {
 func (*RoutableWorker) ProtoMessage() {}
 
 func (x *RoutableWorker) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[10]
+	mi := &file_strata_v1_brain_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +738,7 @@ func (x *RoutableWorker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutableWorker.ProtoReflect.Descriptor instead.
 func (*RoutableWorker) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{10}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RoutableWorker) GetWorker() *Worker {
@@ -682,7 +781,7 @@ type WatchClusterResponse struct {
 
 func (x *WatchClusterResponse) Reset() {
 	*x = WatchClusterResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[11]
+	mi := &file_strata_v1_brain_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +793,7 @@ func (x *WatchClusterResponse) String() string {
 func (*WatchClusterResponse) ProtoMessage() {}
 
 func (x *WatchClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[11]
+	mi := &file_strata_v1_brain_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +806,7 @@ func (x *WatchClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchClusterResponse.ProtoReflect.Descriptor instead.
 func (*WatchClusterResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{11}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchClusterResponse) GetIndex() uint64 {
@@ -744,7 +843,7 @@ type ScoreRequest struct {
 
 func (x *ScoreRequest) Reset() {
 	*x = ScoreRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[12]
+	mi := &file_strata_v1_brain_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +855,7 @@ func (x *ScoreRequest) String() string {
 func (*ScoreRequest) ProtoMessage() {}
 
 func (x *ScoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[12]
+	mi := &file_strata_v1_brain_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +868,7 @@ func (x *ScoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoreRequest.ProtoReflect.Descriptor instead.
 func (*ScoreRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{12}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ScoreRequest) GetModel() string {
@@ -807,7 +906,7 @@ type WorkerScore struct {
 
 func (x *WorkerScore) Reset() {
 	*x = WorkerScore{}
-	mi := &file_strata_v1_brain_proto_msgTypes[13]
+	mi := &file_strata_v1_brain_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +918,7 @@ func (x *WorkerScore) String() string {
 func (*WorkerScore) ProtoMessage() {}
 
 func (x *WorkerScore) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[13]
+	mi := &file_strata_v1_brain_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +931,7 @@ func (x *WorkerScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerScore.ProtoReflect.Descriptor instead.
 func (*WorkerScore) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{13}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WorkerScore) GetWorkerId() string {
@@ -879,7 +978,7 @@ type ScoreResponse struct {
 
 func (x *ScoreResponse) Reset() {
 	*x = ScoreResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[14]
+	mi := &file_strata_v1_brain_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +990,7 @@ func (x *ScoreResponse) String() string {
 func (*ScoreResponse) ProtoMessage() {}
 
 func (x *ScoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[14]
+	mi := &file_strata_v1_brain_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1003,7 @@ func (x *ScoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoreResponse.ProtoReflect.Descriptor instead.
 func (*ScoreResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{14}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ScoreResponse) GetScores() []*WorkerScore {
@@ -923,7 +1022,7 @@ type ApplyDeploymentRequest struct {
 
 func (x *ApplyDeploymentRequest) Reset() {
 	*x = ApplyDeploymentRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[15]
+	mi := &file_strata_v1_brain_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1034,7 @@ func (x *ApplyDeploymentRequest) String() string {
 func (*ApplyDeploymentRequest) ProtoMessage() {}
 
 func (x *ApplyDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[15]
+	mi := &file_strata_v1_brain_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1047,7 @@ func (x *ApplyDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*ApplyDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{15}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ApplyDeploymentRequest) GetSpec() *DeploymentSpec {
@@ -969,7 +1068,7 @@ type ApplyDeploymentResponse struct {
 
 func (x *ApplyDeploymentResponse) Reset() {
 	*x = ApplyDeploymentResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[16]
+	mi := &file_strata_v1_brain_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1080,7 @@ func (x *ApplyDeploymentResponse) String() string {
 func (*ApplyDeploymentResponse) ProtoMessage() {}
 
 func (x *ApplyDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[16]
+	mi := &file_strata_v1_brain_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1093,7 @@ func (x *ApplyDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*ApplyDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{16}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApplyDeploymentResponse) GetDeployment() *Deployment {
@@ -1020,7 +1119,7 @@ type DeleteDeploymentRequest struct {
 
 func (x *DeleteDeploymentRequest) Reset() {
 	*x = DeleteDeploymentRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[17]
+	mi := &file_strata_v1_brain_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1131,7 @@ func (x *DeleteDeploymentRequest) String() string {
 func (*DeleteDeploymentRequest) ProtoMessage() {}
 
 func (x *DeleteDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[17]
+	mi := &file_strata_v1_brain_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1144,7 @@ func (x *DeleteDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{17}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteDeploymentRequest) GetName() string {
@@ -1063,7 +1162,7 @@ type DeleteDeploymentResponse struct {
 
 func (x *DeleteDeploymentResponse) Reset() {
 	*x = DeleteDeploymentResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[18]
+	mi := &file_strata_v1_brain_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1174,7 @@ func (x *DeleteDeploymentResponse) String() string {
 func (*DeleteDeploymentResponse) ProtoMessage() {}
 
 func (x *DeleteDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[18]
+	mi := &file_strata_v1_brain_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1187,7 @@ func (x *DeleteDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{18}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{20}
 }
 
 type ListNodesRequest struct {
@@ -1099,7 +1198,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[19]
+	mi := &file_strata_v1_brain_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1210,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[19]
+	mi := &file_strata_v1_brain_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1223,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{19}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{21}
 }
 
 type ListNodesResponse struct {
@@ -1137,7 +1236,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[20]
+	mi := &file_strata_v1_brain_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1248,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[20]
+	mi := &file_strata_v1_brain_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1261,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{20}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1190,7 +1289,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[21]
+	mi := &file_strata_v1_brain_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1301,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[21]
+	mi := &file_strata_v1_brain_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1314,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{21}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListWorkersRequest) GetDeployment() string {
@@ -1242,7 +1341,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[22]
+	mi := &file_strata_v1_brain_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1353,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[22]
+	mi := &file_strata_v1_brain_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1366,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{22}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -1292,7 +1391,7 @@ type ListDeploymentsRequest struct {
 
 func (x *ListDeploymentsRequest) Reset() {
 	*x = ListDeploymentsRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[23]
+	mi := &file_strata_v1_brain_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1403,7 @@ func (x *ListDeploymentsRequest) String() string {
 func (*ListDeploymentsRequest) ProtoMessage() {}
 
 func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[23]
+	mi := &file_strata_v1_brain_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1416,7 @@ func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{23}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{25}
 }
 
 type ListDeploymentsResponse struct {
@@ -1330,7 +1429,7 @@ type ListDeploymentsResponse struct {
 
 func (x *ListDeploymentsResponse) Reset() {
 	*x = ListDeploymentsResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[24]
+	mi := &file_strata_v1_brain_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1441,7 @@ func (x *ListDeploymentsResponse) String() string {
 func (*ListDeploymentsResponse) ProtoMessage() {}
 
 func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[24]
+	mi := &file_strata_v1_brain_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1454,7 @@ func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{24}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListDeploymentsResponse) GetDeployments() []*Deployment {
@@ -1383,7 +1482,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[25]
+	mi := &file_strata_v1_brain_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1494,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[25]
+	mi := &file_strata_v1_brain_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1507,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{25}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DrainNodeRequest) GetNodeId() string {
@@ -1434,7 +1533,7 @@ type DrainNodeResponse struct {
 
 func (x *DrainNodeResponse) Reset() {
 	*x = DrainNodeResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[26]
+	mi := &file_strata_v1_brain_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1545,7 @@ func (x *DrainNodeResponse) String() string {
 func (*DrainNodeResponse) ProtoMessage() {}
 
 func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[26]
+	mi := &file_strata_v1_brain_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1558,7 @@ func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{26}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DrainNodeResponse) GetNode() *Node {
@@ -1477,7 +1576,7 @@ type RaftStatusRequest struct {
 
 func (x *RaftStatusRequest) Reset() {
 	*x = RaftStatusRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[27]
+	mi := &file_strata_v1_brain_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1588,7 @@ func (x *RaftStatusRequest) String() string {
 func (*RaftStatusRequest) ProtoMessage() {}
 
 func (x *RaftStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[27]
+	mi := &file_strata_v1_brain_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1601,7 @@ func (x *RaftStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatusRequest.ProtoReflect.Descriptor instead.
 func (*RaftStatusRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{27}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{29}
 }
 
 // RaftServer is one member of the Raft configuration.
@@ -1521,7 +1620,7 @@ type RaftServer struct {
 
 func (x *RaftServer) Reset() {
 	*x = RaftServer{}
-	mi := &file_strata_v1_brain_proto_msgTypes[28]
+	mi := &file_strata_v1_brain_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1632,7 @@ func (x *RaftServer) String() string {
 func (*RaftServer) ProtoMessage() {}
 
 func (x *RaftServer) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[28]
+	mi := &file_strata_v1_brain_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1645,7 @@ func (x *RaftServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftServer.ProtoReflect.Descriptor instead.
 func (*RaftServer) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{28}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RaftServer) GetId() string {
@@ -1603,7 +1702,7 @@ type RaftStatusResponse struct {
 
 func (x *RaftStatusResponse) Reset() {
 	*x = RaftStatusResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[29]
+	mi := &file_strata_v1_brain_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1714,7 @@ func (x *RaftStatusResponse) String() string {
 func (*RaftStatusResponse) ProtoMessage() {}
 
 func (x *RaftStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[29]
+	mi := &file_strata_v1_brain_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1727,7 @@ func (x *RaftStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatusResponse.ProtoReflect.Descriptor instead.
 func (*RaftStatusResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{29}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RaftStatusResponse) GetId() string {
@@ -1710,7 +1809,7 @@ type AddPeerRequest struct {
 
 func (x *AddPeerRequest) Reset() {
 	*x = AddPeerRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[30]
+	mi := &file_strata_v1_brain_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1821,7 @@ func (x *AddPeerRequest) String() string {
 func (*AddPeerRequest) ProtoMessage() {}
 
 func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[30]
+	mi := &file_strata_v1_brain_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1834,7 @@ func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddPeerRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{30}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AddPeerRequest) GetMember() *BrainMember {
@@ -1755,7 +1854,7 @@ type AddPeerResponse struct {
 
 func (x *AddPeerResponse) Reset() {
 	*x = AddPeerResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[31]
+	mi := &file_strata_v1_brain_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +1866,7 @@ func (x *AddPeerResponse) String() string {
 func (*AddPeerResponse) ProtoMessage() {}
 
 func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[31]
+	mi := &file_strata_v1_brain_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +1879,7 @@ func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddPeerResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{31}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AddPeerResponse) GetChanged() bool {
@@ -1799,7 +1898,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[32]
+	mi := &file_strata_v1_brain_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1910,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[32]
+	mi := &file_strata_v1_brain_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1923,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{32}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -1842,7 +1941,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[33]
+	mi := &file_strata_v1_brain_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1854,7 +1953,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[33]
+	mi := &file_strata_v1_brain_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1867,14 +1966,14 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{33}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{35}
 }
 
 var File_strata_v1_brain_proto protoreflect.FileDescriptor
 
 const file_strata_v1_brain_proto_rawDesc = "" +
 	"\n" +
-	"\x15strata/v1/brain.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\"\xf3\x01\n" +
+	"\x15strata/v1/brain.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\x1a\x17strata/v1/kvevent.proto\"\xf3\x01\n" +
 	"\x0fRegisterRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x122\n" +
@@ -1909,7 +2008,12 @@ const file_strata_v1_brain_proto_rawDesc = "" +
 	"\x04spec\x18\x02 \x01(\v2\x19.strata.v1.DeploymentSpecR\x04spec\"i\n" +
 	"\x18WatchAssignmentsResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x127\n" +
-	"\vassignments\x18\x02 \x03(\v2\x15.strata.v1.AssignmentR\vassignments\"\x15\n" +
+	"\vassignments\x18\x02 \x03(\v2\x15.strata.v1.AssignmentR\vassignments\"`\n" +
+	"\x16PublishKVEventsRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12-\n" +
+	"\x05batch\x18\x02 \x01(\v2\x17.strata.v1.KVEventBatchR\x05batch\"E\n" +
+	"\x17PublishKVEventsResponse\x12*\n" +
+	"\x11resync_worker_ids\x18\x01 \x03(\tR\x0fresyncWorkerIds\"\x15\n" +
 	"\x13WatchClusterRequest\"\xc6\x01\n" +
 	"\fClusterModel\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
@@ -2001,11 +2105,12 @@ const file_strata_v1_brain_proto_rawDesc = "" +
 	"\achanged\x18\x01 \x01(\bR\achanged\"#\n" +
 	"\x11RemovePeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12RemovePeerResponse2\xfa\x01\n" +
+	"\x12RemovePeerResponse2\xd8\x02\n" +
 	"\fAgentService\x12C\n" +
 	"\bRegister\x12\x1a.strata.v1.RegisterRequest\x1a\x1b.strata.v1.RegisterResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.strata.v1.HeartbeatRequest\x1a\x1c.strata.v1.HeartbeatResponse\x12]\n" +
-	"\x10WatchAssignments\x12\".strata.v1.WatchAssignmentsRequest\x1a#.strata.v1.WatchAssignmentsResponse0\x012\x9f\x01\n" +
+	"\x10WatchAssignments\x12\".strata.v1.WatchAssignmentsRequest\x1a#.strata.v1.WatchAssignmentsResponse0\x01\x12\\\n" +
+	"\x0fPublishKVEvents\x12!.strata.v1.PublishKVEventsRequest\x1a\".strata.v1.PublishKVEventsResponse(\x010\x012\x9f\x01\n" +
 	"\x0eGatewayService\x12Q\n" +
 	"\fWatchCluster\x12\x1e.strata.v1.WatchClusterRequest\x1a\x1f.strata.v1.WatchClusterResponse0\x01\x12:\n" +
 	"\x05Score\x12\x17.strata.v1.ScoreRequest\x1a\x18.strata.v1.ScoreResponse2\xd5\x05\n" +
@@ -2034,7 +2139,7 @@ func file_strata_v1_brain_proto_rawDescGZIP() []byte {
 	return file_strata_v1_brain_proto_rawDescData
 }
 
-var file_strata_v1_brain_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_strata_v1_brain_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_strata_v1_brain_proto_goTypes = []any{
 	(*RegisterRequest)(nil),          // 0: strata.v1.RegisterRequest
 	(*RegisterResponse)(nil),         // 1: strata.v1.RegisterResponse
@@ -2044,99 +2149,105 @@ var file_strata_v1_brain_proto_goTypes = []any{
 	(*WatchAssignmentsRequest)(nil),  // 5: strata.v1.WatchAssignmentsRequest
 	(*Assignment)(nil),               // 6: strata.v1.Assignment
 	(*WatchAssignmentsResponse)(nil), // 7: strata.v1.WatchAssignmentsResponse
-	(*WatchClusterRequest)(nil),      // 8: strata.v1.WatchClusterRequest
-	(*ClusterModel)(nil),             // 9: strata.v1.ClusterModel
-	(*RoutableWorker)(nil),           // 10: strata.v1.RoutableWorker
-	(*WatchClusterResponse)(nil),     // 11: strata.v1.WatchClusterResponse
-	(*ScoreRequest)(nil),             // 12: strata.v1.ScoreRequest
-	(*WorkerScore)(nil),              // 13: strata.v1.WorkerScore
-	(*ScoreResponse)(nil),            // 14: strata.v1.ScoreResponse
-	(*ApplyDeploymentRequest)(nil),   // 15: strata.v1.ApplyDeploymentRequest
-	(*ApplyDeploymentResponse)(nil),  // 16: strata.v1.ApplyDeploymentResponse
-	(*DeleteDeploymentRequest)(nil),  // 17: strata.v1.DeleteDeploymentRequest
-	(*DeleteDeploymentResponse)(nil), // 18: strata.v1.DeleteDeploymentResponse
-	(*ListNodesRequest)(nil),         // 19: strata.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 20: strata.v1.ListNodesResponse
-	(*ListWorkersRequest)(nil),       // 21: strata.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),      // 22: strata.v1.ListWorkersResponse
-	(*ListDeploymentsRequest)(nil),   // 23: strata.v1.ListDeploymentsRequest
-	(*ListDeploymentsResponse)(nil),  // 24: strata.v1.ListDeploymentsResponse
-	(*DrainNodeRequest)(nil),         // 25: strata.v1.DrainNodeRequest
-	(*DrainNodeResponse)(nil),        // 26: strata.v1.DrainNodeResponse
-	(*RaftStatusRequest)(nil),        // 27: strata.v1.RaftStatusRequest
-	(*RaftServer)(nil),               // 28: strata.v1.RaftServer
-	(*RaftStatusResponse)(nil),       // 29: strata.v1.RaftStatusResponse
-	(*AddPeerRequest)(nil),           // 30: strata.v1.AddPeerRequest
-	(*AddPeerResponse)(nil),          // 31: strata.v1.AddPeerResponse
-	(*RemovePeerRequest)(nil),        // 32: strata.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),       // 33: strata.v1.RemovePeerResponse
-	nil,                              // 34: strata.v1.RegisterRequest.LabelsEntry
-	(*Inventory)(nil),                // 35: strata.v1.Inventory
-	(*BrainMember)(nil),              // 36: strata.v1.BrainMember
-	(WorkerState)(0),                 // 37: strata.v1.WorkerState
-	(*WorkerLoad)(nil),               // 38: strata.v1.WorkerLoad
-	(*Worker)(nil),                   // 39: strata.v1.Worker
-	(*DeploymentSpec)(nil),           // 40: strata.v1.DeploymentSpec
-	(DeploymentMode)(0),              // 41: strata.v1.DeploymentMode
-	(*Deployment)(nil),               // 42: strata.v1.Deployment
-	(*Node)(nil),                     // 43: strata.v1.Node
+	(*PublishKVEventsRequest)(nil),   // 8: strata.v1.PublishKVEventsRequest
+	(*PublishKVEventsResponse)(nil),  // 9: strata.v1.PublishKVEventsResponse
+	(*WatchClusterRequest)(nil),      // 10: strata.v1.WatchClusterRequest
+	(*ClusterModel)(nil),             // 11: strata.v1.ClusterModel
+	(*RoutableWorker)(nil),           // 12: strata.v1.RoutableWorker
+	(*WatchClusterResponse)(nil),     // 13: strata.v1.WatchClusterResponse
+	(*ScoreRequest)(nil),             // 14: strata.v1.ScoreRequest
+	(*WorkerScore)(nil),              // 15: strata.v1.WorkerScore
+	(*ScoreResponse)(nil),            // 16: strata.v1.ScoreResponse
+	(*ApplyDeploymentRequest)(nil),   // 17: strata.v1.ApplyDeploymentRequest
+	(*ApplyDeploymentResponse)(nil),  // 18: strata.v1.ApplyDeploymentResponse
+	(*DeleteDeploymentRequest)(nil),  // 19: strata.v1.DeleteDeploymentRequest
+	(*DeleteDeploymentResponse)(nil), // 20: strata.v1.DeleteDeploymentResponse
+	(*ListNodesRequest)(nil),         // 21: strata.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 22: strata.v1.ListNodesResponse
+	(*ListWorkersRequest)(nil),       // 23: strata.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),      // 24: strata.v1.ListWorkersResponse
+	(*ListDeploymentsRequest)(nil),   // 25: strata.v1.ListDeploymentsRequest
+	(*ListDeploymentsResponse)(nil),  // 26: strata.v1.ListDeploymentsResponse
+	(*DrainNodeRequest)(nil),         // 27: strata.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),        // 28: strata.v1.DrainNodeResponse
+	(*RaftStatusRequest)(nil),        // 29: strata.v1.RaftStatusRequest
+	(*RaftServer)(nil),               // 30: strata.v1.RaftServer
+	(*RaftStatusResponse)(nil),       // 31: strata.v1.RaftStatusResponse
+	(*AddPeerRequest)(nil),           // 32: strata.v1.AddPeerRequest
+	(*AddPeerResponse)(nil),          // 33: strata.v1.AddPeerResponse
+	(*RemovePeerRequest)(nil),        // 34: strata.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),       // 35: strata.v1.RemovePeerResponse
+	nil,                              // 36: strata.v1.RegisterRequest.LabelsEntry
+	(*Inventory)(nil),                // 37: strata.v1.Inventory
+	(*BrainMember)(nil),              // 38: strata.v1.BrainMember
+	(WorkerState)(0),                 // 39: strata.v1.WorkerState
+	(*WorkerLoad)(nil),               // 40: strata.v1.WorkerLoad
+	(*Worker)(nil),                   // 41: strata.v1.Worker
+	(*DeploymentSpec)(nil),           // 42: strata.v1.DeploymentSpec
+	(*KVEventBatch)(nil),             // 43: strata.v1.KVEventBatch
+	(DeploymentMode)(0),              // 44: strata.v1.DeploymentMode
+	(*Deployment)(nil),               // 45: strata.v1.Deployment
+	(*Node)(nil),                     // 46: strata.v1.Node
 }
 var file_strata_v1_brain_proto_depIdxs = []int32{
-	35, // 0: strata.v1.RegisterRequest.inventory:type_name -> strata.v1.Inventory
-	34, // 1: strata.v1.RegisterRequest.labels:type_name -> strata.v1.RegisterRequest.LabelsEntry
-	36, // 2: strata.v1.RegisterResponse.brains:type_name -> strata.v1.BrainMember
-	37, // 3: strata.v1.WorkerStatus.state:type_name -> strata.v1.WorkerState
-	38, // 4: strata.v1.WorkerStatus.load:type_name -> strata.v1.WorkerLoad
+	37, // 0: strata.v1.RegisterRequest.inventory:type_name -> strata.v1.Inventory
+	36, // 1: strata.v1.RegisterRequest.labels:type_name -> strata.v1.RegisterRequest.LabelsEntry
+	38, // 2: strata.v1.RegisterResponse.brains:type_name -> strata.v1.BrainMember
+	39, // 3: strata.v1.WorkerStatus.state:type_name -> strata.v1.WorkerState
+	40, // 4: strata.v1.WorkerStatus.load:type_name -> strata.v1.WorkerLoad
 	2,  // 5: strata.v1.HeartbeatRequest.workers:type_name -> strata.v1.WorkerStatus
-	39, // 6: strata.v1.Assignment.worker:type_name -> strata.v1.Worker
-	40, // 7: strata.v1.Assignment.spec:type_name -> strata.v1.DeploymentSpec
+	41, // 6: strata.v1.Assignment.worker:type_name -> strata.v1.Worker
+	42, // 7: strata.v1.Assignment.spec:type_name -> strata.v1.DeploymentSpec
 	6,  // 8: strata.v1.WatchAssignmentsResponse.assignments:type_name -> strata.v1.Assignment
-	41, // 9: strata.v1.ClusterModel.mode:type_name -> strata.v1.DeploymentMode
-	39, // 10: strata.v1.RoutableWorker.worker:type_name -> strata.v1.Worker
-	9,  // 11: strata.v1.WatchClusterResponse.models:type_name -> strata.v1.ClusterModel
-	10, // 12: strata.v1.WatchClusterResponse.workers:type_name -> strata.v1.RoutableWorker
-	13, // 13: strata.v1.ScoreResponse.scores:type_name -> strata.v1.WorkerScore
-	40, // 14: strata.v1.ApplyDeploymentRequest.spec:type_name -> strata.v1.DeploymentSpec
-	42, // 15: strata.v1.ApplyDeploymentResponse.deployment:type_name -> strata.v1.Deployment
-	43, // 16: strata.v1.ListNodesResponse.nodes:type_name -> strata.v1.Node
-	39, // 17: strata.v1.ListWorkersResponse.workers:type_name -> strata.v1.Worker
-	42, // 18: strata.v1.ListDeploymentsResponse.deployments:type_name -> strata.v1.Deployment
-	43, // 19: strata.v1.DrainNodeResponse.node:type_name -> strata.v1.Node
-	28, // 20: strata.v1.RaftStatusResponse.servers:type_name -> strata.v1.RaftServer
-	36, // 21: strata.v1.AddPeerRequest.member:type_name -> strata.v1.BrainMember
-	0,  // 22: strata.v1.AgentService.Register:input_type -> strata.v1.RegisterRequest
-	3,  // 23: strata.v1.AgentService.Heartbeat:input_type -> strata.v1.HeartbeatRequest
-	5,  // 24: strata.v1.AgentService.WatchAssignments:input_type -> strata.v1.WatchAssignmentsRequest
-	8,  // 25: strata.v1.GatewayService.WatchCluster:input_type -> strata.v1.WatchClusterRequest
-	12, // 26: strata.v1.GatewayService.Score:input_type -> strata.v1.ScoreRequest
-	15, // 27: strata.v1.AdminService.ApplyDeployment:input_type -> strata.v1.ApplyDeploymentRequest
-	17, // 28: strata.v1.AdminService.DeleteDeployment:input_type -> strata.v1.DeleteDeploymentRequest
-	19, // 29: strata.v1.AdminService.ListNodes:input_type -> strata.v1.ListNodesRequest
-	21, // 30: strata.v1.AdminService.ListWorkers:input_type -> strata.v1.ListWorkersRequest
-	23, // 31: strata.v1.AdminService.ListDeployments:input_type -> strata.v1.ListDeploymentsRequest
-	25, // 32: strata.v1.AdminService.DrainNode:input_type -> strata.v1.DrainNodeRequest
-	27, // 33: strata.v1.AdminService.RaftStatus:input_type -> strata.v1.RaftStatusRequest
-	30, // 34: strata.v1.AdminService.AddPeer:input_type -> strata.v1.AddPeerRequest
-	32, // 35: strata.v1.AdminService.RemovePeer:input_type -> strata.v1.RemovePeerRequest
-	1,  // 36: strata.v1.AgentService.Register:output_type -> strata.v1.RegisterResponse
-	4,  // 37: strata.v1.AgentService.Heartbeat:output_type -> strata.v1.HeartbeatResponse
-	7,  // 38: strata.v1.AgentService.WatchAssignments:output_type -> strata.v1.WatchAssignmentsResponse
-	11, // 39: strata.v1.GatewayService.WatchCluster:output_type -> strata.v1.WatchClusterResponse
-	14, // 40: strata.v1.GatewayService.Score:output_type -> strata.v1.ScoreResponse
-	16, // 41: strata.v1.AdminService.ApplyDeployment:output_type -> strata.v1.ApplyDeploymentResponse
-	18, // 42: strata.v1.AdminService.DeleteDeployment:output_type -> strata.v1.DeleteDeploymentResponse
-	20, // 43: strata.v1.AdminService.ListNodes:output_type -> strata.v1.ListNodesResponse
-	22, // 44: strata.v1.AdminService.ListWorkers:output_type -> strata.v1.ListWorkersResponse
-	24, // 45: strata.v1.AdminService.ListDeployments:output_type -> strata.v1.ListDeploymentsResponse
-	26, // 46: strata.v1.AdminService.DrainNode:output_type -> strata.v1.DrainNodeResponse
-	29, // 47: strata.v1.AdminService.RaftStatus:output_type -> strata.v1.RaftStatusResponse
-	31, // 48: strata.v1.AdminService.AddPeer:output_type -> strata.v1.AddPeerResponse
-	33, // 49: strata.v1.AdminService.RemovePeer:output_type -> strata.v1.RemovePeerResponse
-	36, // [36:50] is the sub-list for method output_type
-	22, // [22:36] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	43, // 9: strata.v1.PublishKVEventsRequest.batch:type_name -> strata.v1.KVEventBatch
+	44, // 10: strata.v1.ClusterModel.mode:type_name -> strata.v1.DeploymentMode
+	41, // 11: strata.v1.RoutableWorker.worker:type_name -> strata.v1.Worker
+	11, // 12: strata.v1.WatchClusterResponse.models:type_name -> strata.v1.ClusterModel
+	12, // 13: strata.v1.WatchClusterResponse.workers:type_name -> strata.v1.RoutableWorker
+	15, // 14: strata.v1.ScoreResponse.scores:type_name -> strata.v1.WorkerScore
+	42, // 15: strata.v1.ApplyDeploymentRequest.spec:type_name -> strata.v1.DeploymentSpec
+	45, // 16: strata.v1.ApplyDeploymentResponse.deployment:type_name -> strata.v1.Deployment
+	46, // 17: strata.v1.ListNodesResponse.nodes:type_name -> strata.v1.Node
+	41, // 18: strata.v1.ListWorkersResponse.workers:type_name -> strata.v1.Worker
+	45, // 19: strata.v1.ListDeploymentsResponse.deployments:type_name -> strata.v1.Deployment
+	46, // 20: strata.v1.DrainNodeResponse.node:type_name -> strata.v1.Node
+	30, // 21: strata.v1.RaftStatusResponse.servers:type_name -> strata.v1.RaftServer
+	38, // 22: strata.v1.AddPeerRequest.member:type_name -> strata.v1.BrainMember
+	0,  // 23: strata.v1.AgentService.Register:input_type -> strata.v1.RegisterRequest
+	3,  // 24: strata.v1.AgentService.Heartbeat:input_type -> strata.v1.HeartbeatRequest
+	5,  // 25: strata.v1.AgentService.WatchAssignments:input_type -> strata.v1.WatchAssignmentsRequest
+	8,  // 26: strata.v1.AgentService.PublishKVEvents:input_type -> strata.v1.PublishKVEventsRequest
+	10, // 27: strata.v1.GatewayService.WatchCluster:input_type -> strata.v1.WatchClusterRequest
+	14, // 28: strata.v1.GatewayService.Score:input_type -> strata.v1.ScoreRequest
+	17, // 29: strata.v1.AdminService.ApplyDeployment:input_type -> strata.v1.ApplyDeploymentRequest
+	19, // 30: strata.v1.AdminService.DeleteDeployment:input_type -> strata.v1.DeleteDeploymentRequest
+	21, // 31: strata.v1.AdminService.ListNodes:input_type -> strata.v1.ListNodesRequest
+	23, // 32: strata.v1.AdminService.ListWorkers:input_type -> strata.v1.ListWorkersRequest
+	25, // 33: strata.v1.AdminService.ListDeployments:input_type -> strata.v1.ListDeploymentsRequest
+	27, // 34: strata.v1.AdminService.DrainNode:input_type -> strata.v1.DrainNodeRequest
+	29, // 35: strata.v1.AdminService.RaftStatus:input_type -> strata.v1.RaftStatusRequest
+	32, // 36: strata.v1.AdminService.AddPeer:input_type -> strata.v1.AddPeerRequest
+	34, // 37: strata.v1.AdminService.RemovePeer:input_type -> strata.v1.RemovePeerRequest
+	1,  // 38: strata.v1.AgentService.Register:output_type -> strata.v1.RegisterResponse
+	4,  // 39: strata.v1.AgentService.Heartbeat:output_type -> strata.v1.HeartbeatResponse
+	7,  // 40: strata.v1.AgentService.WatchAssignments:output_type -> strata.v1.WatchAssignmentsResponse
+	9,  // 41: strata.v1.AgentService.PublishKVEvents:output_type -> strata.v1.PublishKVEventsResponse
+	13, // 42: strata.v1.GatewayService.WatchCluster:output_type -> strata.v1.WatchClusterResponse
+	16, // 43: strata.v1.GatewayService.Score:output_type -> strata.v1.ScoreResponse
+	18, // 44: strata.v1.AdminService.ApplyDeployment:output_type -> strata.v1.ApplyDeploymentResponse
+	20, // 45: strata.v1.AdminService.DeleteDeployment:output_type -> strata.v1.DeleteDeploymentResponse
+	22, // 46: strata.v1.AdminService.ListNodes:output_type -> strata.v1.ListNodesResponse
+	24, // 47: strata.v1.AdminService.ListWorkers:output_type -> strata.v1.ListWorkersResponse
+	26, // 48: strata.v1.AdminService.ListDeployments:output_type -> strata.v1.ListDeploymentsResponse
+	28, // 49: strata.v1.AdminService.DrainNode:output_type -> strata.v1.DrainNodeResponse
+	31, // 50: strata.v1.AdminService.RaftStatus:output_type -> strata.v1.RaftStatusResponse
+	33, // 51: strata.v1.AdminService.AddPeer:output_type -> strata.v1.AddPeerResponse
+	35, // 52: strata.v1.AdminService.RemovePeer:output_type -> strata.v1.RemovePeerResponse
+	38, // [38:53] is the sub-list for method output_type
+	23, // [23:38] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_strata_v1_brain_proto_init() }
@@ -2145,13 +2256,14 @@ func file_strata_v1_brain_proto_init() {
 		return
 	}
 	file_strata_v1_cluster_proto_init()
+	file_strata_v1_kvevent_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_brain_proto_rawDesc), len(file_strata_v1_brain_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

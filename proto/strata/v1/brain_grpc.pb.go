@@ -26,6 +26,7 @@ const (
 	AgentService_Register_FullMethodName         = "/strata.v1.AgentService/Register"
 	AgentService_Heartbeat_FullMethodName        = "/strata.v1.AgentService/Heartbeat"
 	AgentService_WatchAssignments_FullMethodName = "/strata.v1.AgentService/WatchAssignments"
+	AgentService_PublishKVEvents_FullMethodName  = "/strata.v1.AgentService/PublishKVEvents"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -41,6 +42,11 @@ type AgentServiceClient interface {
 	// WatchAssignments streams the full set of workers the node must run,
 	// once at start and again whenever it changes.
 	WatchAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchAssignmentsResponse], error)
+	// PublishKVEvents streams a node's KV event batches to one brain replica;
+	// an agent keeps one such stream open to every replica, because the KV
+	// index is soft state each replica builds for itself. The replica answers
+	// on the same stream when it needs a worker's full block set again.
+	PublishKVEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishKVEventsRequest, PublishKVEventsResponse], error)
 }
 
 type agentServiceClient struct {
@@ -90,6 +96,19 @@ func (c *agentServiceClient) WatchAssignments(ctx context.Context, in *WatchAssi
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_WatchAssignmentsClient = grpc.ServerStreamingClient[WatchAssignmentsResponse]
 
+func (c *agentServiceClient) PublishKVEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishKVEventsRequest, PublishKVEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[1], AgentService_PublishKVEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PublishKVEventsRequest, PublishKVEventsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_PublishKVEventsClient = grpc.BidiStreamingClient[PublishKVEventsRequest, PublishKVEventsResponse]
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -103,6 +122,11 @@ type AgentServiceServer interface {
 	// WatchAssignments streams the full set of workers the node must run,
 	// once at start and again whenever it changes.
 	WatchAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[WatchAssignmentsResponse]) error
+	// PublishKVEvents streams a node's KV event batches to one brain replica;
+	// an agent keeps one such stream open to every replica, because the KV
+	// index is soft state each replica builds for itself. The replica answers
+	// on the same stream when it needs a worker's full block set again.
+	PublishKVEvents(grpc.BidiStreamingServer[PublishKVEventsRequest, PublishKVEventsResponse]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -121,6 +145,9 @@ func (UnimplementedAgentServiceServer) Heartbeat(context.Context, *HeartbeatRequ
 }
 func (UnimplementedAgentServiceServer) WatchAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[WatchAssignmentsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchAssignments not implemented")
+}
+func (UnimplementedAgentServiceServer) PublishKVEvents(grpc.BidiStreamingServer[PublishKVEventsRequest, PublishKVEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method PublishKVEvents not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -190,6 +217,13 @@ func _AgentService_WatchAssignments_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_WatchAssignmentsServer = grpc.ServerStreamingServer[WatchAssignmentsResponse]
 
+func _AgentService_PublishKVEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).PublishKVEvents(&grpc.GenericServerStream[PublishKVEventsRequest, PublishKVEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_PublishKVEventsServer = grpc.BidiStreamingServer[PublishKVEventsRequest, PublishKVEventsResponse]
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -211,6 +245,12 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchAssignments",
 			Handler:       _AgentService_WatchAssignments_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "PublishKVEvents",
+			Handler:       _AgentService_PublishKVEvents_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "strata/v1/brain.proto",
