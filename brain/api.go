@@ -147,13 +147,6 @@ func (g gatewayAPI) WatchCluster(_ *stratav1.WatchClusterRequest, stream grpc.Se
 	return watch(g.s, stream.Context(), g.s.cfg.WatchClusterInterval, clusterView, stream.Send)
 }
 
-func (g gatewayAPI) Score(context.Context, *stratav1.ScoreRequest) (*stratav1.ScoreResponse, error) {
-	// The KV index is soft state fed by agents' event streams; it lands
-	// with the KV index work (issue #5). The call is declared now so that
-	// gateways and agents build against the final API.
-	return nil, status.Error(codes.Unimplemented, "Score: the KV index is not built yet")
-}
-
 type adminAPI struct {
 	stratav1.UnimplementedAdminServiceServer
 	s *Server

@@ -59,6 +59,10 @@ type Config struct {
 	// SnapshotThreshold is the number of log entries between snapshots.
 	SnapshotThreshold uint64
 
+	// KVMaxBlocksPerModel caps the KV index per model (0: the index's
+	// default, 4,000,000 blocks).
+	KVMaxBlocksPerModel int
+
 	// Planner, when set, runs on the leader every PlannerInterval and its
 	// decisions are committed.
 	Planner         Planner

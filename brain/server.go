@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/strata-llm/strata/brain/fsm"
+	"github.com/strata-llm/strata/brain/kvindex"
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
 
@@ -47,6 +48,7 @@ type Server struct {
 
 	leaderNotify <-chan bool
 	heartbeats   *heartbeatBatcher
+	kv           *kvindex.Index
 	peers        *peerConns
 
 	ctx    context.Context // cancelled by Shutdown
@@ -80,6 +82,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.heartbeats = newHeartbeatBatcher(s)
 	s.registry = prometheus.NewRegistry()
 	s.metrics = newMetrics(s, s.registry)
+	s.kv = newKVIndex(s.registry, kvindex.Options{MaxBlocksPerModel: cfg.KVMaxBlocksPerModel})
 	if err := s.startGRPC(); err != nil {
 		return nil, err
 	}
@@ -93,6 +96,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s.goFunc(s.heartbeats.run)
 	s.goFunc(s.monitorLeadership)
+	s.goFunc(s.syncKVWorkers)
 	if len(cfg.Join) > 0 {
 		s.goFunc(s.joinLoop)
 	}
@@ -234,6 +238,9 @@ func (s *Server) Member() *stratav1.BrainMember { return s.member }
 
 // IsLeader says whether this replica is the Raft leader now.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// KV is this replica's KV index (soft state, fed by agents).
+func (s *Server) KV() *kvindex.Index { return s.kv }
 
 // Registry is the Prometheus registry served on /metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }

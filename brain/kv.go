@@ -1,0 +1,138 @@
+package brain
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-llm/strata/brain/kvindex"
+	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
+)
+
+// maxScoreHashes bounds one Score query: 8,192 blocks of 16 tokens is a
+// 128k-token prompt.
+const maxScoreHashes = 8192
+
+func newKVIndex(reg prometheus.Registerer, opts kvindex.Options) *kvindex.Index {
+	x := kvindex.New(opts, kvindex.NewMetrics(reg))
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "strata_kvindex_entries", Help: "(block, worker, tier) entries in the KV index, remote blocks counted once."},
+			func() float64 { e, _ := x.Size(); return float64(e) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "strata_kvindex_blocks", Help: "Distinct blocks in the KV index."},
+			func() float64 { _, b := x.Size(); return float64(b) }),
+	)
+	return x
+}
+
+// syncKVWorkers keeps the index's workers equal to the placed workers on
+// nodes that are not down, with their served model. A worker that leaves,
+// or whose node goes down, loses its blocks at once: the gateway must not
+// credit a cache nobody can serve.
+func (s *Server) syncKVWorkers(ctx context.Context) {
+	var last uint64
+	for {
+		changed, _ := s.fsm.Changed()
+		v := s.fsm.View()
+		if v.PlacementIndex != last || last == 0 {
+			last = v.PlacementIndex
+			want := map[string]string{}
+			for id, w := range v.Workers {
+				n, d := v.Nodes[w.GetNodeId()], v.Deployments[w.GetDeployment()]
+				if n == nil || d == nil || n.GetState() == stratav1.NodeState_NODE_STATE_DOWN {
+					continue
+				}
+				want[id] = d.GetSpec().GetServedModelName()
+			}
+			s.kv.SyncWorkers(want)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// PublishKVEvents feeds one agent's event stream into this replica's index.
+// It answers with a resync request when it needs a worker's snapshot: after
+// a gap, or for a worker it did not know yet when its first batch came (a
+// follower may apply the placement after the agent saw it), as soon as it
+// learns of it.
+func (a agentAPI) PublishKVEvents(stream grpc.BidiStreamingServer[stratav1.PublishKVEventsRequest, stratav1.PublishKVEventsResponse]) error {
+	reqs := make(chan *stratav1.PublishKVEventsRequest)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-stream.Context().Done():
+				return
+			}
+		}
+	}()
+	pending := map[string]bool{} // unknown workers to ask for a snapshot once known
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var resync []string
+		select {
+		case err := <-errc:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case <-stream.Context().Done():
+			return nil
+		case <-a.s.ctx.Done():
+			return status.Error(codes.Unavailable, "brain shutting down")
+		case <-tick.C:
+			for id := range pending {
+				if a.s.kv.Known(id) {
+					resync = append(resync, id)
+					delete(pending, id)
+				}
+			}
+		case req := <-reqs:
+			b := req.GetBatch()
+			need, err := a.s.kv.Apply(b)
+			switch {
+			case errors.Is(err, kvindex.ErrUnknownWorker):
+				pending[b.GetWorkerId()] = true
+			case err != nil:
+				a.s.log.Debug("kv batch partly rejected", "worker", b.GetWorkerId(), "error", err)
+			}
+			if need {
+				resync = append(resync, b.GetWorkerId())
+			}
+		}
+		if len(resync) > 0 {
+			slices.Sort(resync)
+			if err := stream.Send(&stratav1.PublishKVEventsResponse{ResyncWorkerIds: resync}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Score answers from this replica's index.
+func (g gatewayAPI) Score(_ context.Context, req *stratav1.ScoreRequest) (*stratav1.ScoreResponse, error) {
+	if req.GetModel() == "" {
+		return nil, invalid("model is required")
+	}
+	if n := len(req.GetSeqHashes()); n > maxScoreHashes {
+		return nil, invalid("%d hashes: at most %d", n, maxScoreHashes)
+	}
+	return &stratav1.ScoreResponse{Scores: g.s.kv.Score(req.GetModel(), req.GetSeqHashes())}, nil
+}

@@ -1,0 +1,418 @@
+// Package kvindex is the brain's global KV-cache index: for every model,
+// which workers hold which Strata sequence hashes (kvhash) on which tier,
+// plus the cluster-shared remote tier. The gateway asks it, on every
+// request, how many leading blocks of a prompt each worker already has.
+//
+// It is soft state, outside the Raft log: every brain replica builds its own
+// from the agents' event streams, so any replica answers Score and a new
+// leader starts warm. A replica that misses events (a sequence gap, its own
+// restart) asks the agent for a worker snapshot and ignores that worker's
+// events until the snapshot arrives.
+//
+// Layout, chosen for Score's speed and for memory per entry:
+//   - per model, one Go map from sequence hash to the holders of the block:
+//     a small set of (worker, tier bits) kept sorted by a dense worker
+//     number, with the first holder stored inline (most blocks have one);
+//   - the remote tier is a second map per model with no worker dimension:
+//     a block offloaded by one node can be onboarded by any worker;
+//   - Score walks the prompt's hashes in order keeping the workers still
+//     matching, merging sorted holder lists, and stops as soon as no worker
+//     and no remote block continues the prefix. Each block counts once, on
+//     the fastest tier it is found on (GPU, then CPU, then disk, then
+//     remote), so the per-tier counts add up to the matched prefix.
+//
+// Readers hold a model's read lock for one query; a batch of events takes
+// the write lock once. Dropping a worker (gone, down, cleared, replaced by
+// a snapshot) scans its model's map: it is rare, and a reverse index would
+// double the memory of the common path.
+package kvindex
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math/bits"
+	"slices"
+	"sync"
+
+	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
+)
+
+// Tier bits of a holder.
+const (
+	tierGPU  uint8 = 1 << 0
+	tierCPU  uint8 = 1 << 1
+	tierDisk uint8 = 1 << 2
+)
+
+func tierBit(m stratav1.Medium) (uint8, error) {
+	switch m {
+	case stratav1.Medium_MEDIUM_GPU:
+		return tierGPU, nil
+	case stratav1.Medium_MEDIUM_CPU:
+		return tierCPU, nil
+	case stratav1.Medium_MEDIUM_DISK:
+		return tierDisk, nil
+	}
+	return 0, fmt.Errorf("medium %v: %w", m, ErrBadEvent)
+}
+
+// Errors.
+var (
+	ErrUnknownWorker = errors.New("unknown worker")
+	ErrBadEvent      = errors.New("bad KV event")
+)
+
+// ref is one holder of a block: a dense worker number and tier bits.
+type ref struct {
+	worker uint32
+	mask   uint8
+}
+
+// holders is the value of a block: its holders sorted by worker, the first
+// one inline. touched orders blocks for eviction.
+type holders struct {
+	touched uint32
+	first   ref
+	rest    []ref
+}
+
+func (h *holders) len() int {
+	if h.first.mask == 0 {
+		return 0
+	}
+	return 1 + len(h.rest)
+}
+
+func (h *holders) at(i int) ref {
+	if i == 0 {
+		return h.first
+	}
+	return h.rest[i-1]
+}
+
+// maskOf is worker w's tier bits, 0 when it does not hold the block.
+func (h *holders) maskOf(w uint32) uint8 {
+	for i := range h.len() {
+		if r := h.at(i); r.worker == w {
+			return r.mask
+		} else if r.worker > w {
+			break
+		}
+	}
+	return 0
+}
+
+// set ORs bits into worker's mask, inserting it in order.
+func (h *holders) set(w uint32, bits uint8) {
+	n := h.len()
+	i, found := 0, false
+	for ; i < n; i++ {
+		r := h.at(i)
+		if r.worker >= w {
+			found = r.worker == w
+			break
+		}
+	}
+	if found {
+		if i == 0 {
+			h.first.mask |= bits
+		} else {
+			h.rest[i-1].mask |= bits
+		}
+		return
+	}
+	nr := ref{worker: w, mask: bits}
+	if n == 0 {
+		h.first = nr
+		return
+	}
+	if i == 0 {
+		h.rest = slices.Insert(h.rest, 0, h.first)
+		h.first = nr
+		return
+	}
+	h.rest = slices.Insert(h.rest, i-1, nr)
+}
+
+// clear removes bits from worker's mask, dropping it at zero. It returns the
+// bits that were actually set.
+func (h *holders) clear(w uint32, bits uint8) uint8 {
+	n := h.len()
+	for i := range n {
+		r := h.at(i)
+		if r.worker != w {
+			continue
+		}
+		had := r.mask & bits
+		r.mask &^= bits
+		switch {
+		case r.mask != 0 && i == 0:
+			h.first = r
+		case r.mask != 0:
+			h.rest[i-1] = r
+		case i == 0 && len(h.rest) > 0:
+			// Two statements: in one assignment Go may run Delete (which
+			// zeroes the vacated tail) before reading rest[0].
+			h.first = h.rest[0]
+			h.rest = slices.Delete(h.rest, 0, 1)
+		case i == 0:
+			h.first = ref{}
+		default:
+			h.rest = slices.Delete(h.rest, i-1, i)
+		}
+		if len(h.rest) == 0 {
+			h.rest = nil
+		}
+		return had
+	}
+	return 0
+}
+
+// workerState is what the index keeps about one worker.
+type workerState struct {
+	id    string
+	model string
+	num   uint32
+	// seq is the last batch sequence applied; resync is set when a batch
+	// was missed, until a snapshot arrives.
+	seq     uint64
+	synced  bool
+	resync  bool
+	entries [3]int // blocks per local tier (GPU, CPU, disk)
+}
+
+// model is the index of one served model.
+type model struct {
+	mu      sync.RWMutex
+	blocks  map[uint64]holders
+	remote  map[uint64]uint32
+	clock   uint32
+	workers map[uint32]*workerState
+}
+
+// Options bound the index.
+type Options struct {
+	// MaxBlocksPerModel caps the distinct blocks kept per model (local and
+	// remote maps each); the least recently stored are evicted beyond it.
+	// 0 means 4,000,000.
+	MaxBlocksPerModel int
+}
+
+// Index is the global KV index.
+type Index struct {
+	opts    Options
+	metrics *Metrics
+
+	mu      sync.RWMutex // guards models, byID and nextNum
+	models  map[string]*model
+	byID    map[string]*workerState
+	nextNum uint32
+}
+
+// New returns an empty index. metrics may be nil.
+func New(opts Options, metrics *Metrics) *Index {
+	if opts.MaxBlocksPerModel <= 0 {
+		opts.MaxBlocksPerModel = 4_000_000
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	return &Index{opts: opts, metrics: metrics, models: map[string]*model{}, byID: map[string]*workerState{}}
+}
+
+func (x *Index) model(name string) *model {
+	x.mu.RLock()
+	m := x.models[name]
+	x.mu.RUnlock()
+	return m
+}
+
+// SyncWorkers makes the index's workers exactly want (worker id → served
+// model name): new workers are added empty (they must send a snapshot
+// first), workers that left or changed model lose all their blocks.
+func (x *Index) SyncWorkers(want map[string]string) {
+	x.mu.Lock()
+	var gone []*workerState
+	for id, w := range x.byID {
+		if m, ok := want[id]; !ok || m != w.model {
+			gone = append(gone, w)
+			delete(x.byID, id)
+		}
+	}
+	var added []*workerState
+	for _, id := range slices.Sorted(maps.Keys(want)) {
+		if _, ok := x.byID[id]; ok {
+			continue
+		}
+		x.nextNum++
+		w := &workerState{id: id, model: want[id], num: x.nextNum}
+		x.byID[id] = w
+		added = append(added, w)
+		if x.models[w.model] == nil {
+			x.models[w.model] = &model{blocks: map[uint64]holders{}, remote: map[uint64]uint32{}, workers: map[uint32]*workerState{}}
+		}
+	}
+	models := maps.Clone(x.models)
+	x.mu.Unlock()
+
+	for _, w := range gone {
+		m := models[w.model]
+		m.mu.Lock()
+		m.dropWorker(w)
+		delete(m.workers, w.num)
+		m.mu.Unlock()
+	}
+	for _, w := range added {
+		m := models[w.model]
+		m.mu.Lock()
+		m.workers[w.num] = w
+		m.mu.Unlock()
+	}
+	x.metrics.workers.Set(float64(len(want)))
+}
+
+// dropWorker removes every block entry of w. Caller holds m.mu.
+func (m *model) dropWorker(w *workerState) {
+	if w.entries == [3]int{} {
+		return
+	}
+	all := tierGPU | tierCPU | tierDisk
+	for h, hs := range m.blocks {
+		if hs.clear(w.num, all) != 0 {
+			if hs.len() == 0 {
+				delete(m.blocks, h)
+			} else {
+				m.blocks[h] = hs
+			}
+		}
+	}
+	w.entries = [3]int{}
+}
+
+// Apply folds one batch of a worker's events into the index. It reports
+// whether the index needs a snapshot of the worker (a sequence gap, or
+// events before the first snapshot); until one arrives, the worker's
+// batches are ignored. A snapshot replaces the worker's state atomically:
+// Score never sees it half applied.
+func (x *Index) Apply(b *stratav1.KVEventBatch) (needSnapshot bool, err error) {
+	x.mu.RLock()
+	w := x.byID[b.GetWorkerId()]
+	var m *model
+	if w != nil {
+		m = x.models[w.model]
+	}
+	x.mu.RUnlock()
+	if w == nil {
+		return false, fmt.Errorf("worker %q: %w", b.GetWorkerId(), ErrUnknownWorker)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.workers[w.num] != w {
+		return false, fmt.Errorf("worker %q: %w", b.GetWorkerId(), ErrUnknownWorker) // removed meanwhile
+	}
+	switch {
+	case b.GetSnapshot():
+		m.dropWorker(w)
+		w.synced, w.resync = true, false
+		x.metrics.snapshots.Inc()
+	case !w.synced || w.resync:
+		return !w.resync && x.markResync(w), nil
+	case b.GetSeq() != w.seq+1:
+		x.metrics.gaps.Inc()
+		return x.markResync(w), nil
+	}
+	w.seq = b.GetSeq()
+	var bad error
+	applied := 0
+	for _, e := range b.GetEvents() {
+		if err := m.apply(w, e, x.opts.MaxBlocksPerModel, x.metrics); err != nil {
+			bad = err
+			continue
+		}
+		applied++
+	}
+	x.metrics.events.Add(float64(applied))
+	return false, bad
+}
+
+// markResync flags w as waiting for a snapshot and reports that the agent
+// must be asked (once per gap).
+func (x *Index) markResync(w *workerState) bool {
+	if w.resync {
+		return false
+	}
+	w.resync = true
+	return true
+}
+
+func (m *model) apply(w *workerState, e *stratav1.KVEvent, maxBlocks int, met *Metrics) error {
+	switch ev := e.GetEvent().(type) {
+	case *stratav1.KVEvent_Stored:
+		s := ev.Stored
+		m.clock++
+		if s.GetMedium() == stratav1.Medium_MEDIUM_REMOTE {
+			for _, h := range s.GetSeqHashes() {
+				m.remote[h] = m.clock
+			}
+			m.evict(maxBlocks, met)
+			return nil
+		}
+		bit, err := tierBit(s.GetMedium())
+		if err != nil {
+			return err
+		}
+		tier := bits.TrailingZeros8(bit)
+		for _, h := range s.GetSeqHashes() {
+			hs := m.blocks[h]
+			if hs.maskOf(w.num)&bit == 0 {
+				w.entries[tier]++
+			}
+			hs.set(w.num, bit)
+			hs.touched = m.clock
+			m.blocks[h] = hs
+		}
+		m.evict(maxBlocks, met)
+	case *stratav1.KVEvent_Removed:
+		r := ev.Removed
+		if r.GetMedium() == stratav1.Medium_MEDIUM_REMOTE {
+			for _, h := range r.GetSeqHashes() {
+				delete(m.remote, h)
+			}
+			return nil
+		}
+		bit, err := tierBit(r.GetMedium())
+		if err != nil {
+			return err
+		}
+		tier := bits.TrailingZeros8(bit)
+		for _, h := range r.GetSeqHashes() {
+			hs, ok := m.blocks[h]
+			if !ok {
+				continue
+			}
+			if hs.clear(w.num, bit) != 0 {
+				w.entries[tier]--
+			}
+			if hs.len() == 0 {
+				delete(m.blocks, h)
+			} else {
+				m.blocks[h] = hs
+			}
+		}
+	case *stratav1.KVEvent_Cleared:
+		m.dropWorker(w)
+	default:
+		return fmt.Errorf("empty event: %w", ErrBadEvent)
+	}
+	return nil
+}
+
+// Known says whether the index tracks the worker (it learns workers from the
+// brain's state, which a follower may apply after the agent's first batch).
+func (x *Index) Known(workerID string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.byID[workerID]
+	return ok
+}
