@@ -59,6 +59,10 @@ type Config struct {
 	// SnapshotThreshold is the number of log entries between snapshots.
 	SnapshotThreshold uint64
 
+	// WorkerPortBase is the first port placement gives workers on a node
+	// (0: placement.PortBase, 20000).
+	WorkerPortBase int
+
 	// KVMaxBlocksPerModel caps the KV index per model (0: the index's
 	// default, 4,000,000 blocks).
 	KVMaxBlocksPerModel int

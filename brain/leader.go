@@ -161,7 +161,7 @@ func (s *Server) reconcile(ctx context.Context, last *uint64) {
 	}
 	*last = v.PlacementIndex
 	start := time.Now()
-	plan := placement.Compute(placementInput(v))
+	plan := placement.Compute(placementInput(v, s.cfg.WorkerPortBase))
 	s.metrics.placementSeconds.Observe(time.Since(start).Seconds())
 	s.metrics.recordShortfalls(plan.Unplaced)
 	if plan.Empty() {
@@ -181,8 +181,9 @@ func (s *Server) reconcile(ctx context.Context, last *uint64) {
 	s.log.Info("placement plan committed", "added", len(plan.Add), "removed", len(plan.Remove))
 }
 
-func placementInput(v *fsm.View) placement.Input {
+func placementInput(v *fsm.View, portBase int) placement.Input {
 	return placement.Input{
+		PortBase:    portBase,
 		Nodes:       slices.Collect(maps.Values(v.Nodes)),
 		Deployments: slices.Collect(maps.Values(v.Deployments)),
 		Workers:     slices.Collect(maps.Values(v.Workers)),

@@ -46,6 +46,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newSimCommand(logger))
 	root.AddCommand(newCtlCommand())
 	root.AddCommand(newBrainCommand(logger))
+	root.AddCommand(newAgentCommand(logger))
 	return root
 }
 

@@ -71,9 +71,9 @@ const (
 	PortStride = 10
 )
 
-// maxSlot is the highest j whose ports [PortBase+PortStride*j,
-// +PortStride) all fit in 16 bits.
-const maxSlot = (1<<16 - PortStride - PortBase) / PortStride
+// maxSlot is the highest j whose ports [base+PortStride*j, +PortStride)
+// all fit in 16 bits.
+func maxSlot(base int) int { return (1<<16 - PortStride - base) / PortStride }
 
 // Input is the brain's state as placement needs it. Compute does not modify
 // it and does not depend on the order of its slices.
@@ -86,6 +86,9 @@ type Input struct {
 	// several are given for one pool, the one with the largest unix_nanos
 	// wins.
 	Decisions []*stratav1.PlannerDecision
+	// PortBase replaces the default first worker port (tests running many
+	// clusters on one host use it); 0 means PortBase.
+	PortBase int
 }
 
 // Plan is one reconciliation step.
@@ -155,6 +158,7 @@ func newState(in Input) *state {
 	}
 	for _, pn := range sortedBy(in.Nodes, (*stratav1.Node).GetId) {
 		n := newNode(pn, len(s.nodes))
+		n.portBase = cmp.Or(in.PortBase, PortBase)
 		s.nodes = append(s.nodes, n)
 		s.byID[n.id] = n
 		if n.eligible {
@@ -358,7 +362,7 @@ func (s *state) place(d *stratav1.Deployment, role stratav1.WorkerRole, k int) *
 	var best *node
 	bestClique := false
 	for _, n := range s.eligible {
-		if n.nfree < k || n.nextSlot > maxSlot {
+		if n.nfree < k || n.nextSlot > maxSlot(n.portBase) {
 			continue
 		}
 		if best == nil {
@@ -442,6 +446,7 @@ type node struct {
 	// free one.
 	slots    []bool
 	nextSlot int
+	portBase int
 	// memo[k] caches the clique of k GPUs for the current free set.
 	memo []cliqueMemo
 }
@@ -534,7 +539,7 @@ func (n *node) hold(w *stratav1.Worker) {
 	}
 	// Ports need not be on a slot boundary (a worker placed under another
 	// PortBase); every slot its range overlaps is taken.
-	off := int(w.GetPort()) - PortBase
+	off := int(w.GetPort()) - n.portBase
 	j := floorDiv(off, PortStride)
 	n.holdSlot(j)
 	if off%PortStride != 0 {
@@ -552,7 +557,7 @@ func floorDiv(a, b int) int {
 }
 
 func (n *node) holdSlot(j int) {
-	if j < 0 || j > maxSlot {
+	if j < 0 || j > maxSlot(n.portBase) {
 		return
 	}
 	for len(n.slots) <= j {
@@ -572,7 +577,7 @@ func (n *node) take(set bitset) (uuids []string, port uint32) {
 		n.nfree--
 	}
 	clear(n.memo)
-	port = uint32(PortBase + PortStride*n.nextSlot)
+	port = uint32(n.portBase + PortStride*n.nextSlot)
 	n.holdSlot(n.nextSlot)
 	return uuids, port
 }

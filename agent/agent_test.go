@@ -1,0 +1,322 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-llm/strata/brain"
+	"github.com/strata-llm/strata/kvhash"
+	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
+	"github.com/strata-llm/strata/test/testutil"
+	"github.com/strata-llm/strata/tokenizer/bytelevel"
+)
+
+const opsToken = "test-ops-token"
+
+func testLogger() *slog.Logger {
+	if os.Getenv("STRATA_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// cluster is three in-process brains whose placement uses a random port
+// range, so parallel test packages do not collide on engine ports.
+func cluster(t *testing.T) []*brain.Server {
+	t.Helper()
+	base := 30000 + 10*rand.IntN(2000)
+	cb := func(c *brain.Config) { c.WorkerPortBase = base; c.LeaseTTL = 3 * time.Second }
+	first := brain.TestServer(t, cb)
+	brain.WaitForLeader(t, first)
+	var rest []*brain.Server
+	for range 2 {
+		rest = append(rest, brain.TestServer(t, func(c *brain.Config) { cb(c); c.Bootstrap = false }))
+	}
+	brain.TestJoin(t, first, rest...)
+	servers := append([]*brain.Server{first}, rest...)
+	brain.WaitForLeader(t, servers...)
+	return servers
+}
+
+func addrs(servers []*brain.Server) []string {
+	var out []string
+	for _, s := range servers {
+		if s.Raft().State().String() != "Shutdown" {
+			out = append(out, s.Member().GetGrpcAddress())
+		}
+	}
+	return out
+}
+
+// startAgent runs an agent with 4 fake GPUs and real `strata sim` engines
+// until the returned stop is called (engines keep running, as when the
+// agent process stops).
+func startAgent(t *testing.T, servers []*brain.Server, dataDir string) (*Agent, func()) {
+	t.Helper()
+	a, err := New(Config{
+		NodeID: "node-a", DataDir: dataDir, Brains: addrs(servers), ClusterToken: brain.TestClusterToken,
+		HTTPAddr: "127.0.0.1:0", OpsToken: opsToken, FakeGPUs: 4, EngineHost: "127.0.0.1",
+		SimExecutable: testutil.StrataBinary(t), MetricsInterval: 50 * time.Millisecond,
+		CanaryIdle: time.Hour, StopGrace: 5 * time.Second, RestartBackoff: 50 * time.Millisecond,
+		Logger: testLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := a.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	stop := func() { cancel(); <-done }
+	// Whatever happens in the test, no engine outlives it.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		a.Shutdown(ctx)
+		stop()
+	})
+	return a, stop
+}
+
+func deploySim(t *testing.T, s *brain.Server, replicas uint32) {
+	t.Helper()
+	_, err := brain.TestAdminClient(t, s).ApplyDeployment(context.Background(), &stratav1.ApplyDeploymentRequest{Spec: &stratav1.DeploymentSpec{
+		Name: "tiny", Model: "sim-model", Engine: "sim", EngineArgs: []string{"--speedup", "1000"},
+		Pools: []*stratav1.Pool{{Role: stratav1.WorkerRole_WORKER_ROLE_BOTH, TensorParallelSize: 1,
+			Replicas: &stratav1.Replicas{Min: 1, Max: 4, Initial: replicas}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// routable waits for n READY workers in a gateway's WatchCluster view.
+func routable(t *testing.T, s *brain.Server, n int) []*stratav1.RoutableWorker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stream, err := stratav1.NewGatewayServiceClient(brain.TestConn(t, s)).WatchCluster(ctx, &stratav1.WatchClusterRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		v, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("waiting for %d routable workers: %v", n, err)
+		}
+		if len(v.Workers) == n {
+			return v.Workers
+		}
+	}
+}
+
+func ops(t *testing.T, a *Agent, method, path string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+a.OpsAddr()+path, nil)
+	req.Header.Set("Authorization", "Bearer "+opsToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
+func workerViews(t *testing.T, a *Agent) []WorkerView {
+	t.Helper()
+	code, b := ops(t, a, http.MethodGet, "/v1/workers")
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/workers: %d %s", code, b)
+	}
+	var out struct{ Workers []WorkerView }
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Workers
+}
+
+func complete(t *testing.T, endpoint, prompt string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"model": "tiny", "prompt": prompt, "max_tokens": 2})
+	res, err := http.Post("http://"+endpoint+"/v1/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(res.Body)
+		t.Fatalf("completion: %d %s", res.StatusCode, b)
+	}
+}
+
+// TestAgentRunsAssignedEngines drives the agent against a 3-brain cluster
+// with real sim processes: engines start and become routable, a killed
+// engine is restarted, a restarted agent adopts its engines without
+// duplicating them, and the agent rides out the loss of the brain leader.
+func TestAgentRunsAssignedEngines(t *testing.T) {
+	servers := cluster(t)
+	dataDir := t.TempDir()
+	a, stop := startAgent(t, servers, dataDir)
+	deploySim(t, servers[0], 2)
+	ws := routable(t, servers[1], 2)
+
+	views := workerViews(t, a)
+	if len(views) != 2 || views[0].GPUs[0] == views[1].GPUs[0] || views[0].PID == 0 {
+		t.Fatalf("workers = %+v", views)
+	}
+	for _, w := range ws {
+		complete(t, w.Endpoint, "hello")
+	}
+
+	// Kill one engine: the supervisor restarts it and the brain sees it
+	// ready again.
+	victim := views[0]
+	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitForResult(t, 30*time.Second, func() error {
+		for _, v := range workerViews(t, a) {
+			if v.ID == victim.ID && v.Restarts >= 1 && v.State == "ready" && v.PID != victim.PID {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not restarted", victim.ID)
+	})
+	routable(t, servers[2], 2)
+
+	// Agent restart: the engines keep running and are adopted, not doubled.
+	pids := map[int]bool{}
+	for _, v := range workerViews(t, a) {
+		pids[v.PID] = true
+	}
+	stop()
+	a, stop = startAgent(t, servers, dataDir)
+	defer stop()
+	testutil.WaitForResult(t, 30*time.Second, func() error {
+		vs := workerViews(t, a)
+		if len(vs) != 2 {
+			return fmt.Errorf("%d workers", len(vs))
+		}
+		for _, v := range vs {
+			if !v.Adopted || !pids[v.PID] || v.State != "ready" {
+				return fmt.Errorf("worker %s: adopted=%v pid=%d state=%s", v.ID, v.Adopted, v.PID, v.State)
+			}
+		}
+		return nil
+	})
+
+	// Lose the brain leader: the agent keeps heartbeating through the
+	// others, so its node stays ready.
+	leader := brain.WaitForLeader(t, servers...)
+	if err := leader.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	rest := slices.DeleteFunc(slices.Clone(servers), func(s *brain.Server) bool { return s == leader })
+	next := brain.WaitForLeader(t, rest...)
+	testutil.WaitForResult(t, 30*time.Second, func() error {
+		res, err := brain.TestAdminClient(t, next).ListNodes(context.Background(), &stratav1.ListNodesRequest{})
+		if err != nil {
+			return err
+		}
+		n := res.Nodes[0]
+		if n.State != stratav1.NodeState_NODE_STATE_READY || time.Since(time.Unix(0, n.LastHeartbeatUnixNanos)) > time.Second {
+			return fmt.Errorf("node %v, last heartbeat %v ago", n.State, time.Since(time.Unix(0, n.LastHeartbeatUnixNanos)))
+		}
+		return nil
+	})
+	routable(t, next, 2)
+	// Leaving service stops the engines.
+	a.Shutdown(context.Background())
+	for pid := range pids {
+		testutil.WaitFor(t, 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+	}
+}
+
+// TestKVEventsReachTheBrain: requests to a sim engine produce blocks in
+// every brain replica's index, and Score finds the prompt's prefix there.
+func TestKVEventsReachTheBrain(t *testing.T) {
+	servers := cluster(t)
+	a, stop := startAgent(t, servers, t.TempDir())
+	defer stop()
+	deploySim(t, servers[0], 1)
+	w := routable(t, servers[0], 1)[0]
+
+	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 8)
+	complete(t, w.Endpoint, prompt)
+	hashes := kvhash.Prompt(bytelevel.Tokenizer{}.Encode(prompt, true), 16, "")
+	for _, s := range servers {
+		testutil.WaitForResult(t, 30*time.Second, func() error {
+			res, err := stratav1.NewGatewayServiceClient(brain.TestConn(t, s)).Score(context.Background(), &stratav1.ScoreRequest{Model: "tiny", SeqHashes: hashes})
+			if err != nil {
+				return err
+			}
+			for _, sc := range res.Scores {
+				if sc.WorkerId == w.Worker.Id && sc.Gpu == uint32(len(hashes)) {
+					return nil
+				}
+			}
+			return fmt.Errorf("brain %s scores %v, want %d GPU blocks on %s", s.Member().Id, res.Scores, len(hashes), w.Worker.Id)
+		})
+	}
+	code, b := ops(t, a, http.MethodGet, "/v1/canaries")
+	if code != http.StatusOK || !bytes.Contains(b, []byte(w.Worker.Id)) {
+		t.Fatalf("canaries: %d %s", code, b)
+	}
+}
+
+func TestOpsAPIAuthAndErrors(t *testing.T) {
+	servers := cluster(t)
+	a, stop := startAgent(t, servers, t.TempDir())
+	defer stop()
+	tests := []struct {
+		name, method, path, token string
+		want                      int
+	}{
+		{"health is open", http.MethodGet, "/healthz", "", http.StatusOK},
+		{"metrics are open", http.MethodGet, "/metrics", "", http.StatusOK},
+		{"no token", http.MethodGet, "/v1/workers", "", http.StatusUnauthorized},
+		{"wrong token", http.MethodGet, "/v1/node", "nope", http.StatusUnauthorized},
+		{"node", http.MethodGet, "/v1/node", opsToken, http.StatusOK},
+		{"unknown worker", http.MethodGet, "/v1/workers/nope", opsToken, http.StatusNotFound},
+		{"restart unknown", http.MethodPost, "/v1/workers/nope/restart", opsToken, http.StatusNotFound},
+		{"wrong method", http.MethodDelete, "/v1/workers", opsToken, http.StatusMethodNotAllowed},
+		{"no such path", http.MethodGet, "/v2/x", opsToken, http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, "http://"+a.OpsAddr()+tt.path, nil)
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			_ = res.Body.Close()
+			if res.StatusCode != tt.want {
+				t.Fatalf("%s %s = %d %s, want %d", tt.method, tt.path, res.StatusCode, b, tt.want)
+			}
+			if tt.want >= 400 && !bytes.Contains(b, []byte(`"error"`)) {
+				t.Fatalf("error body not JSON envelope: %s", b)
+			}
+		})
+	}
+}
