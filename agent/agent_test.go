@@ -65,13 +65,22 @@ func addrs(servers []*brain.Server) []string {
 // agent process stops).
 func startAgent(t *testing.T, servers []*brain.Server, dataDir string) (*Agent, func()) {
 	t.Helper()
-	a, err := New(Config{
+	return startAgentWith(t, servers, dataDir, nil)
+}
+
+func startAgentWith(t *testing.T, servers []*brain.Server, dataDir string, cb func(*Config)) (*Agent, func()) {
+	t.Helper()
+	cfg := Config{
 		NodeID: "node-a", DataDir: dataDir, Brains: addrs(servers), ClusterToken: brain.TestClusterToken,
 		HTTPAddr: "127.0.0.1:0", OpsToken: opsToken, FakeGPUs: 4, EngineHost: "127.0.0.1",
 		SimExecutable: testutil.StrataBinary(t), MetricsInterval: 50 * time.Millisecond,
 		CanaryIdle: time.Hour, StopGrace: 5 * time.Second, RestartBackoff: 50 * time.Millisecond,
 		Logger: testLogger(),
-	})
+	}
+	if cb != nil {
+		cb(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,10 +103,10 @@ func startAgent(t *testing.T, servers []*brain.Server, dataDir string) (*Agent, 
 	return a, stop
 }
 
-func deploySim(t *testing.T, s *brain.Server, replicas uint32) {
+func deploySim(t *testing.T, s *brain.Server, replicas uint32, args ...string) {
 	t.Helper()
 	_, err := brain.TestAdminClient(t, s).ApplyDeployment(context.Background(), &stratav1.ApplyDeploymentRequest{Spec: &stratav1.DeploymentSpec{
-		Name: "tiny", Model: "sim-model", Engine: "sim", EngineArgs: []string{"--speedup", "1000"},
+		Name: "tiny", Model: "sim-model", Engine: "sim", EngineArgs: append([]string{"--speedup", "1000"}, args...),
 		Pools: []*stratav1.Pool{{Role: stratav1.WorkerRole_WORKER_ROLE_BOTH, TensorParallelSize: 1,
 			Replicas: &stratav1.Replicas{Min: 1, Max: 4, Initial: replicas}}},
 	}})
@@ -279,6 +288,23 @@ func TestKVEventsReachTheBrain(t *testing.T) {
 	if code != http.StatusOK || !bytes.Contains(b, []byte(w.Worker.Id)) {
 		t.Fatalf("canaries: %d %s", code, b)
 	}
+
+	// An engine restart empties its cache: every replica forgets the blocks.
+	if code, b := ops(t, a, http.MethodPost, "/v1/workers/"+w.Worker.Id+"/restart"); code != http.StatusAccepted {
+		t.Fatalf("restart: %d %s", code, b)
+	}
+	for _, s := range servers {
+		testutil.WaitForResult(t, 30*time.Second, func() error {
+			res, err := stratav1.NewGatewayServiceClient(brain.TestConn(t, s)).Score(context.Background(), &stratav1.ScoreRequest{Model: "tiny", SeqHashes: hashes})
+			if err != nil {
+				return err
+			}
+			if len(res.Scores) != 0 {
+				return fmt.Errorf("brain %s still scores %v after the engine restarted", s.Member().Id, res.Scores)
+			}
+			return nil
+		})
+	}
 }
 
 func TestOpsAPIAuthAndErrors(t *testing.T) {
@@ -319,4 +345,45 @@ func TestOpsAPIAuthAndErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCanaryTakesHungEngineOutOfRotation: an engine whose HTTP server lives
+// but whose completions hang (the sim's injected stall) is marked unhealthy
+// by the canary — the brain stops listing it as routable — and restarted
+// after repeated failures, after which it serves again.
+func TestCanaryTakesHungEngineOutOfRotation(t *testing.T) {
+	servers := cluster(t)
+	a, stop := startAgentWith(t, servers, t.TempDir(), func(c *Config) {
+		c.CanaryIdle = 200 * time.Millisecond
+		c.CanaryTimeout = 300 * time.Millisecond
+		c.CanaryRestartAfter = 3
+	})
+	defer stop()
+	// The first canary succeeds; every later completion hangs.
+	deploySim(t, servers[0], 1, "--fault-stall-after", "1")
+	w := routable(t, servers[0], 1)[0]
+
+	start := time.Now()
+	testutil.WaitForResult(t, 10*time.Second, func() error {
+		res, err := brain.TestAdminClient(t, servers[1]).ListWorkers(context.Background(), &stratav1.ListWorkersRequest{})
+		if err != nil {
+			return err
+		}
+		if st := res.Workers[0].State; st != stratav1.WorkerState_WORKER_STATE_UNHEALTHY {
+			return fmt.Errorf("worker %s is %v", w.Worker.Id, st)
+		}
+		return nil
+	})
+	t.Logf("hung engine marked unhealthy after %v", time.Since(start).Round(10*time.Millisecond))
+	routable(t, servers[2], 0)
+
+	testutil.WaitForResult(t, 20*time.Second, func() error {
+		vs := workerViews(t, a)
+		if len(vs) != 1 || vs[0].Restarts < 1 {
+			return fmt.Errorf("not restarted: %+v", vs)
+		}
+		return nil
+	})
+	// The restarted engine answers its first canary again: back in rotation.
+	routable(t, servers[0], 1)
 }

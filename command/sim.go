@@ -82,6 +82,7 @@ as a GPU would. It is the default engine on machines without GPUs.`,
 	f.StringVar(&opts.KVEventsConfig, "kv-events-config", "", `KV event publisher, vLLM's JSON: {"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557","replay_endpoint":"tcp://*:5558","topic":""}`)
 	f.StringVar(&opts.KVTransferConfig, "kv-transfer-config", "", `P/D connector, vLLM's JSON: {"kv_connector":"NixlConnector","kv_role":"kv_both"}`)
 	f.Int64Var(&opts.MaxBodyBytes, "max-request-body-bytes", 32<<20, "largest accepted request body")
+	f.IntVar(&opts.StallAfter, "fault-stall-after", 0, "fault injection: hang every completion request after this many, /health staying up (0: off)")
 	// Simulator-only flags.
 	f.Float64Var(&e.Speedup, "speedup", e.Speedup, "divide every simulated duration by this factor")
 	f.Uint64Var(&e.Seed, "seed", 0, "seed for block hashes and sampling")

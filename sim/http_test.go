@@ -268,3 +268,26 @@ func TestHeldKVExpiresForAbsentDecode(t *testing.T) {
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// TestStallAfterFault: the injected fault hangs completions after N while
+// /health still answers, the case health canaries exist for.
+func TestStallAfterFault(t *testing.T) {
+	s := sim.TestSim(t, func(o *sim.Options) { o.StallAfter = 1 })
+	body := `{"model":"sim-model","prompt":"hi","max_tokens":1}`
+	if res, b := post(t, s.URL()+"/v1/completions", body); res.StatusCode != http.StatusOK {
+		t.Fatalf("first request: %d %s", res.StatusCode, b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL()+"/v1/completions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		_ = res.Body.Close()
+		t.Fatalf("second request answered %d, want a hang", res.StatusCode)
+	}
+	res, err := http.Get(s.URL() + "/health")
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("health during the stall: %v %v", res, err)
+	}
+	_ = res.Body.Close()
+}

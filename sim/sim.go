@@ -37,8 +37,11 @@ type Options struct {
 	// ReplayWithTopic answers replay requests as vLLM >= 0.26 does.
 	ReplayWithTopic bool
 	MaxBodyBytes    int64
-	Tokenizer       tokenizer.Tokenizer
-	Logger          *slog.Logger
+	// StallAfter injects a hang after that many completion requests (see
+	// server.Config.StallAfter).
+	StallAfter int
+	Tokenizer  tokenizer.Tokenizer
+	Logger     *slog.Logger
 }
 
 // ServedNames are the names the model answers to, the first reported.
@@ -80,6 +83,7 @@ func New(ctx context.Context, opts Options) (*Sim, error) {
 		MaxModelLen:      opts.Engine.MaxModelLen,
 		Role:             opts.Role,
 		MaxBodyBytes:     opts.MaxBodyBytes,
+		StallAfter:       opts.StallAfter,
 		Logger:           log,
 	}
 	if opts.KVTransferConfig != "" {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,7 +51,12 @@ type Config struct {
 	AdvertiseHost string
 	AdvertisePort int
 	MaxBodyBytes  int64
-	Logger        *slog.Logger
+	// StallAfter > 0 injects a fault for tests of health checking: after
+	// that many completion requests, every further one hangs until its
+	// client gives up, while /health keeps answering 200 — a wedged engine
+	// (a stuck collective, a deadlocked scheduler) whose HTTP server lives.
+	StallAfter int
+	Logger     *slog.Logger
 }
 
 // Server serves the OpenAI API from an engine.
@@ -63,7 +69,25 @@ type Server struct {
 	reg     *prometheus.Registry
 	client  *http.Client
 	seq     atomic.Uint64
+	served  atomic.Int64 // completion requests, for StallAfter
 	mux     *http.ServeMux
+}
+
+// stall wraps a completion handler with the StallAfter fault.
+func (s *Server) stall(h http.HandlerFunc) http.HandlerFunc {
+	if s.cfg.StallAfter <= 0 {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.served.Add(1) > int64(s.cfg.StallAfter) {
+			// Read the body first: only then does net/http watch the
+			// connection and cancel the context when the client leaves.
+			_, _ = io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+			return
+		}
+		h(w, r)
+	}
 }
 
 // New builds a server over eng. Its metrics go to their own registry, so
@@ -102,8 +126,8 @@ func New(cfg Config, eng *engine.Engine, tok tokenizer.Tokenizer) (*Server, erro
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	s.mux.HandleFunc("GET /v1/models", s.handleModels)
-	s.mux.HandleFunc("POST /v1/chat/completions", s.handleChat)
-	s.mux.HandleFunc("POST /v1/completions", s.handleCompletion)
+	s.mux.HandleFunc("POST /v1/chat/completions", s.stall(s.handleChat))
+	s.mux.HandleFunc("POST /v1/completions", s.stall(s.handleCompletion))
 	s.mux.HandleFunc("POST /tokenize", s.handleTokenize)
 	s.mux.HandleFunc("POST /detokenize", s.handleDetokenize)
 	s.mux.HandleFunc("POST /reset_prefix_cache", s.handleResetPrefixCache)
