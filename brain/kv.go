@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-llm/strata/brain/fsm"
 	"github.com/strata-llm/strata/brain/kvindex"
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
@@ -106,6 +107,13 @@ func (a agentAPI) PublishKVEvents(stream grpc.BidiStreamingServer[stratav1.Publi
 			}
 		case req := <-reqs:
 			b := req.GetBatch()
+			// An agent speaks only for the workers placed on its node.
+			var owner string
+			a.s.fsm.Read(func(v *fsm.View) { owner = v.Workers[b.GetWorkerId()].GetNodeId() })
+			if owner != "" && owner != req.GetNodeId() {
+				a.s.log.Warn("KV events for a worker of another node dropped", "worker", b.GetWorkerId(), "from", req.GetNodeId(), "owner", owner)
+				continue
+			}
 			need, err := a.s.kv.Apply(b)
 			switch {
 			case errors.Is(err, kvindex.ErrUnknownWorker):

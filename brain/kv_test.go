@@ -127,6 +127,21 @@ func TestKVEventsReachEveryReplica(t *testing.T) {
 			return nil
 		})
 	}
+	// Another node cannot speak for node-a's worker.
+	forged := batch(5, true, 99)
+	forged.NodeId = "node-b"
+	if err := conns[0].stream.Send(forged); err != nil {
+		t.Fatal(err)
+	}
+	send(5, false, 14) // ordered after the forged batch on the same stream
+	wait.WaitForResult(t, 5*time.Second, func() error {
+		res, err := stratav1.NewGatewayServiceClient(TestConn(t, conns[0].s)).Score(testCtx(t), &stratav1.ScoreRequest{Model: "llama", SeqHashes: []uint64{10, 11, 12, 13, 14}})
+		if err != nil || len(res.Scores) != 1 || res.Scores[0].Gpu != 5 {
+			return fmt.Errorf("scores %v, %v: want the real worker's 5 blocks, the forged snapshot ignored", res.GetScores(), err)
+		}
+		return nil
+	})
+
 	// node-a stops heartbeating: marked down, its worker's blocks dropped.
 	for _, c := range conns {
 		wait.WaitForResult(t, 10*time.Second, func() error {
