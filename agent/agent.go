@@ -30,6 +30,7 @@ import (
 	"github.com/strata-llm/strata/agent/inventory"
 	"github.com/strata-llm/strata/agent/supervisor"
 	"github.com/strata-llm/strata/auth"
+	"github.com/strata-llm/strata/backoff"
 	"github.com/strata-llm/strata/brain/client"
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
@@ -241,7 +242,7 @@ func (a *Agent) Shutdown(ctx context.Context) {
 
 // register retries until the brain accepts the node.
 func (a *Agent) register(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	retry := backoff.New()
 	for ctx.Err() == nil {
 		a.mu.Lock()
 		req := &stratav1.RegisterRequest{NodeId: a.cfg.NodeID, Address: a.advertise(), Inventory: a.node}
@@ -262,13 +263,7 @@ func (a *Agent) register(ctx context.Context) {
 			return
 		}
 		a.log.Warn("register", "error", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		retry.Wait(ctx)
 	}
 }
 
@@ -354,14 +349,14 @@ func (a *Agent) heartbeat(ctx context.Context) {
 
 // watchLoop follows the node's assignments, reconnecting on errors.
 func (a *Agent) watchLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	retry := backoff.New()
 	first := true
 	for ctx.Err() == nil {
 		stream, err := a.brain.Agent().WatchAssignments(ctx, &stratav1.WatchAssignmentsRequest{NodeId: a.cfg.NodeID})
 		for err == nil {
 			var msg *stratav1.WatchAssignmentsResponse
 			if msg, err = stream.Recv(); err == nil {
-				backoff = 100 * time.Millisecond
+				retry.Reset()
 				a.reconcile(ctx, msg, first)
 				first = false
 			}
@@ -370,14 +365,7 @@ func (a *Agent) watchLoop(ctx context.Context) {
 			return
 		}
 		a.log.Warn("watch assignments", "error", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		retry.Wait(ctx)
 	}
 }
 

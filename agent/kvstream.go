@@ -5,10 +5,10 @@ import (
 	"errors"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/strata-llm/strata/agent/engine"
 	"github.com/strata-llm/strata/agent/kvevents"
+	"github.com/strata-llm/strata/backoff"
 	"github.com/strata-llm/strata/brain/client"
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
@@ -110,7 +110,7 @@ func (k *kvStreamer) setReplicas(ctx context.Context, addrs []string) {
 // run keeps one replica's stream up until ctx ends (the replica left, or
 // the agent stops).
 func (k *kvStreamer) run(ctx context.Context, r *replicaStream) {
-	backoff := 100 * time.Millisecond
+	retry := backoff.New()
 	for ctx.Err() == nil {
 		err := k.session(ctx, r)
 		if ctx.Err() != nil {
@@ -122,14 +122,7 @@ func (k *kvStreamer) run(ctx context.Context, r *replicaStream) {
 			continue
 		}
 		k.a.log.Debug("KV event stream ended", "brain", r.addr, "error", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		retry.Wait(ctx)
 	}
 }
 

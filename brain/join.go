@@ -2,8 +2,8 @@ package brain
 
 import (
 	"context"
-	"time"
 
+	"github.com/strata-llm/strata/backoff"
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
 
@@ -11,7 +11,7 @@ import (
 // backing off between rounds until one accepts. Asking again after a
 // restart is harmless: AddPeer of a current member changes nothing.
 func (s *Server) joinLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	retry := backoff.New()
 	for {
 		for _, addr := range s.cfg.Join {
 			if err := s.joinVia(ctx, addr); err != nil {
@@ -21,14 +21,9 @@ func (s *Server) joinLoop(ctx context.Context) {
 			s.log.Info("joined the cluster", "via", addr)
 			return
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Wait(ctx) {
 			return
-		case <-t.C:
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
