@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -326,6 +328,14 @@ func (s *Supervisor) loop(ctx context.Context, p *proc, logs *logPipe) error {
 	}
 }
 
+// engineEnviron is the agent's environment minus its own configuration:
+// STRATA_* variables carry the cluster and ops tokens, which are none of
+// an engine's business (and would show in its /proc/<pid>/environ).
+func engineEnviron() []string {
+	env := os.Environ()
+	return slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "STRATA_") })
+}
+
 // start launches the engine in its own process group and records it.
 func (s *Supervisor) start(logs *logPipe) (*proc, error) {
 	out, err := logs.writer()
@@ -334,7 +344,7 @@ func (s *Supervisor) start(logs *logPipe) (*proc, error) {
 	}
 	defer out.Close()
 	cmd := exec.Command(s.cfg.Path, s.cfg.Args...)
-	cmd.Env = append(os.Environ(), s.cfg.Env...)
+	cmd.Env = append(engineEnviron(), s.cfg.Env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -651,3 +651,18 @@ func TestStartFailure(t *testing.T) {
 		t.Fatalf("status: %+v", st)
 	}
 }
+
+func TestEngineEnvironDropsStrataSecrets(t *testing.T) {
+	t.Setenv("STRATA_CLUSTER_TOKEN", "secret")
+	t.Setenv("STRATA_OPS_TOKEN", "secret")
+	t.Setenv("KEEP_ME", "1")
+	env := engineEnviron()
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "STRATA_") {
+			t.Fatalf("engine would inherit %s", kv)
+		}
+	}
+	if !slices.Contains(env, "KEEP_ME=1") {
+		t.Fatal("other variables must be inherited")
+	}
+}
