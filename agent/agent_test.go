@@ -387,3 +387,57 @@ func TestCanaryTakesHungEngineOutOfRotation(t *testing.T) {
 	// The restarted engine answers its first canary again: back in rotation.
 	routable(t, servers[0], 1)
 }
+
+// TestOpsDrainAndRestart: draining a worker through the ops API stops its
+// engine and takes it out of rotation until a restart brings it back.
+func TestOpsDrainAndRestart(t *testing.T) {
+	servers := cluster(t)
+	a, stop := startAgent(t, servers, t.TempDir())
+	defer stop()
+	deploySim(t, servers[0], 2)
+	ws := routable(t, servers[0], 2)
+	id := ws[0].Worker.Id
+	var pid int
+	for _, v := range workerViews(t, a) {
+		if v.ID == id {
+			pid = v.PID
+		}
+	}
+	if code, b := ops(t, a, http.MethodPost, "/v1/workers/"+id+"/drain"); code != http.StatusAccepted {
+		t.Fatalf("drain: %d %s", code, b)
+	}
+	testutil.WaitFor(t, 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+	if got := routable(t, servers[1], 1); got[0].Worker.Id == id {
+		t.Fatalf("drained worker still routable: %v", got)
+	}
+	// An assignment update (another deployment lands on the node) must not
+	// bring it back on its own.
+	_, err := brain.TestAdminClient(t, servers[0]).ApplyDeployment(context.Background(), &stratav1.ApplyDeploymentRequest{Spec: &stratav1.DeploymentSpec{
+		Name: "other", Model: "sim-model", Engine: "sim", EngineArgs: []string{"--speedup", "1000"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitForResult(t, 30*time.Second, func() error {
+		if n := len(workerViews(t, a)); n != 3 {
+			return fmt.Errorf("%d workers, want 3", n)
+		}
+		return nil
+	})
+	for _, v := range workerViews(t, a) {
+		if v.ID == id && v.PID != 0 {
+			t.Fatalf("drained worker restarted by reconcile: %+v", v)
+		}
+	}
+	if code, b := ops(t, a, http.MethodPost, "/v1/workers/"+id+"/restart"); code != http.StatusAccepted {
+		t.Fatalf("restart: %d %s", code, b)
+	}
+	testutil.WaitForResult(t, 30*time.Second, func() error {
+		for _, v := range workerViews(t, a) {
+			if v.ID == id && v.State == "ready" {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not back", id)
+	})
+}

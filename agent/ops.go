@@ -102,29 +102,57 @@ func (a *Agent) opsHandler() http.Handler {
 		}
 	})
 	v1.POST("/workers/:id/restart", func(c *gin.Context) {
-		if w := a.workerByID(c); w != nil {
-			w.log.Info("restart requested through the ops API")
+		w := a.workerByID(c)
+		if w == nil {
+			return
+		}
+		w.log.Info("restart requested through the ops API")
+		w.mu.Lock()
+		drained := w.drained
+		w.mu.Unlock()
+		if !drained {
 			w.sup.Restart()
 			c.JSON(http.StatusAccepted, w.view())
+			return
 		}
+		// A drained worker's supervisor has finished: start a fresh one.
+		<-w.done
+		a.mu.Lock()
+		fresh, err := a.newWorkerLocked(w.assignment)
+		if err == nil && a.workers[w.id] == w {
+			a.workers[w.id] = fresh
+		}
+		ctx := a.runCtx
+		a.mu.Unlock()
+		if err != nil {
+			opsError(c, http.StatusInternalServerError, "restart: "+err.Error())
+			return
+		}
+		fresh.start(ctx)
+		a.wake()
+		c.JSON(http.StatusAccepted, fresh.view())
 	})
 	v1.POST("/workers/:id/drain", func(c *gin.Context) {
 		w := a.workerByID(c)
 		if w == nil {
 			return
 		}
-		// Draining an assigned worker stops its engine; the brain, seeing it
-		// DRAINING then gone, places a replacement. The agent does not take
-		// it back while the assignment stands, so the operator should drain
-		// the node or scale the deployment for a lasting change.
-		a.mu.Lock()
-		delete(a.workers, w.id)
-		a.mu.Unlock()
-		w.log.Info("drain requested through the ops API")
-		go func() {
-			w.stop(context.WithoutCancel(c.Request.Context()), a.cfg.StopGrace)
-			a.wake()
-		}()
+		// The engine finishes its in-flight requests and stops; the brain
+		// sees DRAINING, then UNHEALTHY, and routes elsewhere. It stays
+		// stopped while assigned, until POST .../restart: for a lasting
+		// change, drain the node (strata ctl drain) or scale the deployment.
+		w.mu.Lock()
+		already := w.drained
+		w.drained = true
+		w.mu.Unlock()
+		if !already {
+			w.log.Info("drain requested through the ops API")
+			go func() {
+				w.stop(context.WithoutCancel(c.Request.Context()), a.cfg.StopGrace)
+				a.wake()
+			}()
+		}
+		a.wake()
 		c.JSON(http.StatusAccepted, gin.H{"id": w.id, "state": "draining"})
 	})
 	v1.GET("/canaries", func(c *gin.Context) {

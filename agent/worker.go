@@ -43,6 +43,9 @@ type worker struct {
 	lastTraffic time.Time // the engine last showed progress (metrics or a canary)
 	canary      CanaryStatus
 	removing    bool
+	// drained: an operator drained the worker through the ops API; its
+	// engine stays stopped, while still assigned, until a restart.
+	drained bool
 }
 
 // CanaryStatus is the latest health canary of a worker.
@@ -184,12 +187,13 @@ func (w *worker) watchLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		st := w.sup.Status()
-		if st.State != supervisor.Ready && st.State != supervisor.Unhealthy {
-			continue
+		switch w.sup.Status().State {
+		case supervisor.Ready, supervisor.Unhealthy:
+			w.scrape(ctx)
+			w.maybeCanary(ctx)
+		case supervisor.Draining:
+			w.scrape(ctx) // the drain waits for in-flight requests to reach 0
 		}
-		w.scrape(ctx)
-		w.maybeCanary(ctx)
 	}
 }
 
@@ -322,6 +326,12 @@ func (w *worker) status() *stratav1.WorkerStatus {
 	}
 	if w.removing && out.State == stratav1.WorkerState_WORKER_STATE_READY {
 		out.State = stratav1.WorkerState_WORKER_STATE_DRAINING
+	}
+	if w.drained && st.State == supervisor.Stopped {
+		// Not routable, and not FAILED: placement must not count it as a
+		// crash loop; it waits for an operator.
+		out.State = stratav1.WorkerState_WORKER_STATE_UNHEALTHY
+		out.Message = "drained through the ops API; POST /v1/workers/" + w.id + "/restart resumes it"
 	}
 	return out
 }
