@@ -1,13 +1,10 @@
 package sim
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
-	"reflect"
 	"testing"
 
 	"github.com/strata-llm/strata/agent/engine"
+	"github.com/strata-llm/strata/agent/engine/enginetest"
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
 
@@ -36,63 +33,31 @@ func TestCommand(t *testing.T) {
 	}
 	with := func(tail ...string) []string { return append(append([]string(nil), head...), tail...) }
 	nixl := `{"kv_connector":"NixlConnector","kv_role":"kv_both"}`
-	tests := []struct {
-		name     string
-		edit     func(*engine.Spec)
-		wantPath string
-		wantArgs []string
-	}{
-		{"aggregated", func(*engine.Spec) {}, "strata", with("--role", "both")},
-		{"unspecified role", func(s *engine.Spec) { s.Role = stratav1.WorkerRole_WORKER_ROLE_UNSPECIFIED }, "strata",
-			with("--role", "both")},
-		{"prefill", func(s *engine.Spec) { s.Role = stratav1.WorkerRole_WORKER_ROLE_PREFILL }, "strata",
-			with("--role", "prefill", "--kv-transfer-config", nixl)},
-		{"decode", func(s *engine.Spec) { s.Role = stratav1.WorkerRole_WORKER_ROLE_DECODE }, "strata",
-			with("--role", "decode", "--kv-transfer-config", nixl)},
-		{"fake GPUs, TP 2, binary path, extra args last", func(s *engine.Spec) {
+	enginetest.RunCommandCases(t, New(), baseSpec, []enginetest.CommandCase{
+		{Name: "aggregated", Edit: func(*engine.Spec) {}, Path: "strata", Args: with("--role", "both")},
+		{Name: "unspecified role", Edit: func(s *engine.Spec) { s.Role = stratav1.WorkerRole_WORKER_ROLE_UNSPECIFIED },
+			Path: "strata", Args: with("--role", "both")},
+		{Name: "prefill", Edit: func(s *engine.Spec) { s.Role = stratav1.WorkerRole_WORKER_ROLE_PREFILL },
+			Path: "strata", Args: with("--role", "prefill", "--kv-transfer-config", nixl)},
+		{Name: "decode", Edit: func(s *engine.Spec) { s.Role = stratav1.WorkerRole_WORKER_ROLE_DECODE },
+			Path: "strata", Args: with("--role", "decode", "--kv-transfer-config", nixl)},
+		{Name: "fake GPUs, TP 2, binary path, extra args last", Edit: func(s *engine.Spec) {
 			s.GPUs, s.TensorParallelSize = []string{"GPU-fake-0", "GPU-fake-1"}, 2
 			s.Tokenizer = "ignored"
 			s.Executable = "/usr/local/bin/strata"
 			s.ExtraArgs = []string{"--speedup", "10", "--block-size", "32"}
-		}, "/usr/local/bin/strata", with("--role", "both", "--speedup", "10", "--block-size", "32")},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := baseSpec()
-			tt.edit(&s)
-			got, err := New().Command(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Path != tt.wantPath {
-				t.Errorf("path %q, want %q", got.Path, tt.wantPath)
-			}
-			if !reflect.DeepEqual(got.Args, tt.wantArgs) {
-				t.Errorf("args\n got %q\nwant %q", got.Args, tt.wantArgs)
-			}
-			if len(got.Env) != 0 || len(got.Files) != 0 {
-				t.Errorf("env %q files %v, want none", got.Env, got.Files)
-			}
-		})
-	}
+		}, Path: "/usr/local/bin/strata", Args: with("--role", "both", "--speedup", "10", "--block-size", "32")},
+	})
 }
 
 func TestCommandInvalid(t *testing.T) {
-	for name, edit := range map[string]func(*engine.Spec){
+	enginetest.RunInvalidSpecs(t, New(), baseSpec, map[string]func(*engine.Spec){
 		"GPUs != TP":        func(s *engine.Spec) { s.GPUs = []string{"GPU-0", "GPU-1"} },
 		"zero TP":           func(s *engine.Spec) { s.TensorParallelSize = 0 },
 		"empty model":       func(s *engine.Spec) { s.Model = "" },
 		"port out of range": func(s *engine.Spec) { s.Port = 65527 },
 		"negative port":     func(s *engine.Spec) { s.Port = -1 },
-	} {
-		t.Run(name, func(t *testing.T) {
-			s := baseSpec()
-			edit(&s)
-			if _, err := New().Command(s); !errors.Is(err, engine.ErrInvalidSpec) {
-				t.Fatalf("error %v, want ErrInvalidSpec", err)
-			}
-		})
-	}
+	})
 }
 
 func TestKVEventsAndPaths(t *testing.T) {
@@ -102,46 +67,19 @@ func TestKVEventsAndPaths(t *testing.T) {
 	if got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
-	if a.Kind() != "sim" || a.HealthPath() != "/health" || a.MetricsPath() != "/metrics" {
-		t.Fatal("kind/paths")
-	}
-	c := a.Canary(baseSpec())
-	if c.Path != "/v1/completions" || string(c.Body) != `{"max_tokens":1,"model":"llama","prompt":"ping"}` {
-		t.Fatalf("canary %s %s", c.Path, c.Body)
-	}
+	enginetest.CheckPaths(t, a, "sim")
+	enginetest.CheckCanary(t, a, baseSpec(), `{"max_tokens":1,"model":"llama","prompt":"ping"}`)
 }
 
 // testdata/metrics.txt is a capture of `strata sim` /metrics after three
 // completions of a 95-token prompt.
 func TestParseLoad(t *testing.T) {
-	body, err := os.ReadFile(filepath.Join("testdata", "metrics.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := New().ParseLoad(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := engine.Load{PrefixQueries: 285, PrefixHits: 160}
-	if got != want {
-		t.Fatalf("got %+v, want %+v", got, want)
-	}
-	if _, err := New().ParseLoad([]byte("not metrics")); err == nil {
-		t.Fatal("garbage parsed")
-	}
+	enginetest.RunParseLoadFiles(t, New(), []enginetest.LoadCase{
+		{File: "metrics.txt", Want: engine.Load{PrefixQueries: 285, PrefixHits: 160}},
+	})
+	enginetest.RunParseLoadGarbage(t, New(), map[string]string{"garbage": "not metrics"})
 }
 
 func FuzzParseLoad(f *testing.F) {
-	b, err := os.ReadFile(filepath.Join("testdata", "metrics.txt"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(b)
-	a := New()
-	f.Fuzz(func(t *testing.T, body []byte) {
-		l, err := a.ParseLoad(body)
-		if err == nil && !(l.KVUsage >= 0 && l.KVUsage <= 1) {
-			t.Fatalf("KV usage %v out of [0,1]", l.KVUsage)
-		}
-	})
+	enginetest.FuzzParseLoad(f, New(), "metrics.txt")
 }

@@ -1,14 +1,11 @@
 package vllm
 
 import (
-	"errors"
 	"math"
-	"os"
-	"path/filepath"
-	"reflect"
 	"testing"
 
 	"github.com/strata-llm/strata/agent/engine"
+	"github.com/strata-llm/strata/agent/engine/enginetest"
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
 
@@ -34,30 +31,34 @@ func baseSpec() engine.Spec {
 }
 
 func TestCommand(t *testing.T) {
-	tests := []struct {
-		name     string
-		edit     func(*engine.Spec)
-		wantPath string
-		wantArgs []string
-		wantEnv  []string
-	}{
+	// args is the argv for the base spec bound to host, then tail.
+	args := func(host string, tail ...string) []string {
+		return append([]string{
+			"serve", "meta-llama/Llama-3.1-8B-Instruct",
+			"--host", host, "--port", "20000",
+			"--served-model-name", "llama",
+			"--tensor-parallel-size", "1",
+			"--block-size", "16",
+			"--kv-events-config", kvEvents20000,
+		}, tail...)
+	}
+	env := []string{"CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=2", "PYTHONUNBUFFERED=1"}
+	// sideChannel is env and the NIXL side channel at host.
+	sideChannel := func(host string) []string {
+		return append(append([]string(nil), env...),
+			"VLLM_NIXL_SIDE_CHANNEL_HOST="+host, "VLLM_NIXL_SIDE_CHANNEL_PORT=20003")
+	}
+	enginetest.RunCommandCases(t, New(), baseSpec, []enginetest.CommandCase{
 		{
-			name:     "aggregated",
-			edit:     func(*engine.Spec) {},
-			wantPath: "vllm",
-			wantArgs: []string{
-				"serve", "meta-llama/Llama-3.1-8B-Instruct",
-				"--host", "0.0.0.0", "--port", "20000",
-				"--served-model-name", "llama",
-				"--tensor-parallel-size", "1",
-				"--block-size", "16",
-				"--kv-events-config", kvEvents20000,
-			},
-			wantEnv: []string{"CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=2", "PYTHONUNBUFFERED=1"},
+			Name: "aggregated",
+			Edit: func(*engine.Spec) {},
+			Path: "vllm",
+			Args: args("0.0.0.0"),
+			Env:  env,
 		},
 		{
-			name: "tensor parallel, tokenizer, served name, extra args last",
-			edit: func(s *engine.Spec) {
+			Name: "tensor parallel, tokenizer, served name, extra args last",
+			Edit: func(s *engine.Spec) {
 				s.GPUs = []string{"GPU-a", "GPU-b", "GPU-c", "GPU-d"}
 				s.GPUIndices = []int{4, 5, 6, 7}
 				s.TensorParallelSize = 4
@@ -68,8 +69,8 @@ func TestCommand(t *testing.T) {
 				s.Executable = "/opt/vllm/bin/vllm"
 				s.ExtraArgs = []string{"--max-model-len", "8192", "--port", "1"}
 			},
-			wantPath: "/opt/vllm/bin/vllm",
-			wantArgs: []string{
+			Path: "/opt/vllm/bin/vllm",
+			Args: []string{
 				"serve", "meta-llama/Llama-3.1-8B-Instruct",
 				"--host", "0.0.0.0", "--port", "20010",
 				"--served-model-name", "llama-8b",
@@ -78,128 +79,64 @@ func TestCommand(t *testing.T) {
 				"--kv-events-config", `{"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:20011","replay_endpoint":"tcp://*:20012","topic":""}`,
 				"--max-model-len", "8192", "--port", "1",
 			},
-			wantEnv: []string{"CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=4,5,6,7", "PYTHONUNBUFFERED=1"},
+			Env: []string{"CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=4,5,6,7", "PYTHONUNBUFFERED=1"},
 		},
 		{
-			name:     "prefill",
-			edit:     func(s *engine.Spec) { s.Role = stratav1.WorkerRole_WORKER_ROLE_PREFILL },
-			wantPath: "vllm",
-			wantArgs: []string{
-				"serve", "meta-llama/Llama-3.1-8B-Instruct",
-				"--host", "0.0.0.0", "--port", "20000",
-				"--served-model-name", "llama",
-				"--tensor-parallel-size", "1",
-				"--block-size", "16",
-				"--kv-events-config", kvEvents20000,
-				"--kv-transfer-config", nixl,
-			},
-			wantEnv: []string{
-				"CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=2", "PYTHONUNBUFFERED=1",
-				"VLLM_NIXL_SIDE_CHANNEL_HOST=10.0.0.7", "VLLM_NIXL_SIDE_CHANNEL_PORT=20003",
-			},
+			Name: "prefill",
+			Edit: func(s *engine.Spec) { s.Role = stratav1.WorkerRole_WORKER_ROLE_PREFILL },
+			Path: "vllm",
+			Args: args("0.0.0.0", "--kv-transfer-config", nixl),
+			Env:  sideChannel("10.0.0.7"),
 		},
 		{
-			name: "decode bound to one address, no advertise host",
-			edit: func(s *engine.Spec) {
+			Name: "decode bound to one address, no advertise host",
+			Edit: func(s *engine.Spec) {
 				s.Role = stratav1.WorkerRole_WORKER_ROLE_DECODE
 				s.Host = "10.0.0.9"
 				s.AdvertiseHost = ""
 			},
-			wantPath: "vllm",
-			wantArgs: []string{
-				"serve", "meta-llama/Llama-3.1-8B-Instruct",
-				"--host", "10.0.0.9", "--port", "20000",
-				"--served-model-name", "llama",
-				"--tensor-parallel-size", "1",
-				"--block-size", "16",
-				"--kv-events-config", kvEvents20000,
-				"--kv-transfer-config", nixl,
-			},
-			wantEnv: []string{
-				"CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=2", "PYTHONUNBUFFERED=1",
-				"VLLM_NIXL_SIDE_CHANNEL_HOST=10.0.0.9", "VLLM_NIXL_SIDE_CHANNEL_PORT=20003",
-			},
+			Path: "vllm",
+			Args: args("10.0.0.9", "--kv-transfer-config", nixl),
+			Env:  sideChannel("10.0.0.9"),
 		},
 		{
-			name: "unspecified role is aggregated, empty host binds all",
-			edit: func(s *engine.Spec) {
+			Name: "unspecified role is aggregated, empty host binds all",
+			Edit: func(s *engine.Spec) {
 				s.Role = stratav1.WorkerRole_WORKER_ROLE_UNSPECIFIED
 				s.Host = ""
 			},
-			wantPath: "vllm",
-			wantArgs: []string{
-				"serve", "meta-llama/Llama-3.1-8B-Instruct",
-				"--host", "0.0.0.0", "--port", "20000",
-				"--served-model-name", "llama",
-				"--tensor-parallel-size", "1",
-				"--block-size", "16",
-				"--kv-events-config", kvEvents20000,
-			},
-			wantEnv: []string{"CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=2", "PYTHONUNBUFFERED=1"},
+			Path: "vllm",
+			Args: args("0.0.0.0"),
+			Env:  env,
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := baseSpec()
-			tt.edit(&s)
-			got, err := New().Command(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Path != tt.wantPath {
-				t.Errorf("path %q, want %q", got.Path, tt.wantPath)
-			}
-			if !reflect.DeepEqual(got.Args, tt.wantArgs) {
-				t.Errorf("args\n got %q\nwant %q", got.Args, tt.wantArgs)
-			}
-			if !reflect.DeepEqual(got.Env, tt.wantEnv) {
-				t.Errorf("env\n got %q\nwant %q", got.Env, tt.wantEnv)
-			}
-			if len(got.Files) != 0 {
-				t.Errorf("files %v, want none", got.Files)
-			}
-		})
-	}
+	})
 }
 
 func TestCommandInvalid(t *testing.T) {
-	tests := []struct {
-		name string
-		edit func(*engine.Spec)
-	}{
-		{"fewer GPUs than TP", func(s *engine.Spec) { s.TensorParallelSize = 2 }},
-		{"more GPUs than TP", func(s *engine.Spec) { s.GPUs = append(s.GPUs, "GPU-x"); s.GPUIndices = append(s.GPUIndices, 3) }},
-		{"no GPUs", func(s *engine.Spec) { s.GPUs, s.GPUIndices = nil, nil }},
-		{"zero TP", func(s *engine.Spec) { s.TensorParallelSize = 0; s.GPUs, s.GPUIndices = nil, nil }},
-		{"empty model", func(s *engine.Spec) { s.Model = " " }},
-		{"port zero", func(s *engine.Spec) { s.Port = 0 }},
-		{"negative port", func(s *engine.Spec) { s.Port = -5 }},
-		{"ports spill past 65535", func(s *engine.Spec) { s.Port = 65530 }},
-		{"unknown role", func(s *engine.Spec) { s.Role = stratav1.WorkerRole(9) }},
-		{"negative block size", func(s *engine.Spec) { s.BlockSize = -16 }},
-		{"UUIDs without indices", func(s *engine.Spec) { s.GPUIndices = nil }},
-		{"index count mismatch", func(s *engine.Spec) { s.GPUIndices = []int{1, 2} }},
-		{"negative index", func(s *engine.Spec) { s.GPUIndices = []int{-1} }},
-		{"UUID with comma", func(s *engine.Spec) { s.GPUs = []string{"GPU-a,GPU-b"} }},
-		{"duplicate GPU", func(s *engine.Spec) {
+	enginetest.RunInvalidSpecs(t, New(), baseSpec, map[string]func(*engine.Spec){
+		"fewer GPUs than TP":     func(s *engine.Spec) { s.TensorParallelSize = 2 },
+		"more GPUs than TP":      func(s *engine.Spec) { s.GPUs = append(s.GPUs, "GPU-x"); s.GPUIndices = append(s.GPUIndices, 3) },
+		"no GPUs":                func(s *engine.Spec) { s.GPUs, s.GPUIndices = nil, nil },
+		"zero TP":                func(s *engine.Spec) { s.TensorParallelSize = 0; s.GPUs, s.GPUIndices = nil, nil },
+		"empty model":            func(s *engine.Spec) { s.Model = " " },
+		"port zero":              func(s *engine.Spec) { s.Port = 0 },
+		"negative port":          func(s *engine.Spec) { s.Port = -5 },
+		"ports spill past 65535": func(s *engine.Spec) { s.Port = 65530 },
+		"unknown role":           func(s *engine.Spec) { s.Role = stratav1.WorkerRole(9) },
+		"negative block size":    func(s *engine.Spec) { s.BlockSize = -16 },
+		"UUIDs without indices":  func(s *engine.Spec) { s.GPUIndices = nil },
+		"index count mismatch":   func(s *engine.Spec) { s.GPUIndices = []int{1, 2} },
+		"negative index":         func(s *engine.Spec) { s.GPUIndices = []int{-1} },
+		"UUID with comma":        func(s *engine.Spec) { s.GPUs = []string{"GPU-a,GPU-b"} },
+		"duplicate GPU": func(s *engine.Spec) {
 			s.GPUs, s.GPUIndices, s.TensorParallelSize = []string{"GPU-a", "GPU-a"}, []int{0, 1}, 2
-		}},
-		{"P/D without reachable address", func(s *engine.Spec) {
+		},
+		"P/D without reachable address": func(s *engine.Spec) {
 			s.Role = stratav1.WorkerRole_WORKER_ROLE_PREFILL
 			s.AdvertiseHost = "0.0.0.0"
-		}},
-		{"relative work dir", func(s *engine.Spec) { s.WorkDir = "workers/x" }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := baseSpec()
-			tt.edit(&s)
-			_, err := New().Command(s)
-			if !errors.Is(err, engine.ErrInvalidSpec) {
-				t.Fatalf("error %v, want ErrInvalidSpec", err)
-			}
-		})
-	}
+		},
+		"relative work dir": func(s *engine.Spec) { s.WorkDir = "workers/x" },
+	})
 }
 
 func TestHighestValidPort(t *testing.T) {
@@ -227,48 +164,23 @@ func TestCanary(t *testing.T) {
 	if a.HealthPath() != "/health" || a.MetricsPath() != "/metrics" {
 		t.Fatalf("paths %q %q", a.HealthPath(), a.MetricsPath())
 	}
-	c := a.Canary(baseSpec())
-	if c.Path != "/v1/completions" || string(c.Body) != `{"max_tokens":1,"model":"llama","prompt":"ping"}` {
-		t.Fatalf("canary %s %s", c.Path, c.Body)
-	}
+	enginetest.CheckCanary(t, a, baseSpec(), `{"max_tokens":1,"model":"llama","prompt":"ping"}`)
 }
 
 func TestParseLoad(t *testing.T) {
-	tests := []struct {
-		file string
-		want engine.Load
-	}{
-		{"metrics.txt", engine.Load{
+	enginetest.RunParseLoadFiles(t, New(), []enginetest.LoadCase{
+		{File: "metrics.txt", Want: engine.Load{
 			Running: 21, Waiting: 3, KVUsage: 0.5, Preemptions: 7,
 			PrefixQueries: 1572864, PrefixHits: 1048576,
 		}},
-		{"metrics_v0_9.txt", engine.Load{
+		{File: "metrics_v0_9.txt", Want: engine.Load{
 			Running: 4, Waiting: 1, KVUsage: 0.25, PrefixQueries: 4096, PrefixHits: 1024,
 		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			body, err := os.ReadFile(filepath.Join("testdata", tt.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := New().ParseLoad(body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if math.Abs(got.KVUsage-tt.want.KVUsage) > 1e-9 {
-				t.Errorf("KV usage %v, want %v", got.KVUsage, tt.want.KVUsage)
-			}
-			got.KVUsage = tt.want.KVUsage
-			if got != tt.want {
-				t.Errorf("got %+v, want %+v", got, tt.want)
-			}
-		})
-	}
+	})
 }
 
 func TestParseLoadGarbage(t *testing.T) {
-	for name, body := range map[string]string{
+	enginetest.RunParseLoadGarbage(t, New(), map[string]string{
 		"empty":          "",
 		"html":           "<html><body>502 Bad Gateway</body></html>",
 		"json":           `{"error":"not found"}`,
@@ -277,13 +189,7 @@ func TestParseLoadGarbage(t *testing.T) {
 		"bad value":      "vllm:num_requests_running one\n",
 		"duplicate TYPE": "# TYPE vllm:num_requests_running gauge\n# TYPE vllm:num_requests_running counter\n",
 		"binary":         "\x00\xff\xfe{{{",
-	} {
-		t.Run(name, func(t *testing.T) {
-			if l, err := New().ParseLoad([]byte(body)); err == nil {
-				t.Fatalf("no error, load %+v", l)
-			}
-		})
-	}
+	})
 }
 
 func TestParseLoadClamps(t *testing.T) {
@@ -300,21 +206,5 @@ func TestParseLoadClamps(t *testing.T) {
 }
 
 func FuzzParseLoad(f *testing.F) {
-	for _, name := range []string{"metrics.txt", "metrics_v0_9.txt"} {
-		b, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	a := New()
-	f.Fuzz(func(t *testing.T, body []byte) {
-		l, err := a.ParseLoad(body)
-		if err != nil {
-			return
-		}
-		if !(l.KVUsage >= 0 && l.KVUsage <= 1) {
-			t.Fatalf("KV usage %v out of [0,1]", l.KVUsage)
-		}
-	})
+	enginetest.FuzzParseLoad(f, New(), "metrics.txt", "metrics_v0_9.txt")
 }
