@@ -441,3 +441,45 @@ func TestOpsDrainAndRestart(t *testing.T) {
 		return fmt.Errorf("%s not back", id)
 	})
 }
+
+// TestEngineEvictionReachesTheBrain: when the engine evicts a prompt's
+// blocks to make room, every brain replica stops crediting them.
+func TestEngineEvictionReachesTheBrain(t *testing.T) {
+	servers := cluster(t)
+	_, stop := startAgent(t, servers, t.TempDir())
+	defer stop()
+	// 64 blocks of 16 tokens: a few prompts fill the cache.
+	deploySim(t, servers[0], 1, "--num-gpu-blocks-override", "64")
+	w := routable(t, servers[0], 1)[0]
+
+	first := strings.Repeat("first prompt, soon evicted. ", 12)
+	complete(t, w.Endpoint, first)
+	hashes := kvhash.Prompt(bytelevel.Tokenizer{}.Encode(first, true), 16, "")
+	score := func(s *brain.Server) uint32 {
+		res, err := stratav1.NewGatewayServiceClient(brain.TestConn(t, s)).Score(context.Background(), &stratav1.ScoreRequest{Model: "tiny", SeqHashes: hashes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sc := range res.Scores {
+			return sc.Gpu
+		}
+		return 0
+	}
+	testutil.WaitForResult(t, 30*time.Second, func() error {
+		if got := score(servers[0]); got != uint32(len(hashes)) {
+			return fmt.Errorf("scores %d, want %d", got, len(hashes))
+		}
+		return nil
+	})
+	for i := range 8 {
+		complete(t, w.Endpoint, fmt.Sprintf("%d other prompt pushing the first one out. ", i)+strings.Repeat("x", 300))
+	}
+	for _, s := range servers {
+		testutil.WaitForResult(t, 30*time.Second, func() error {
+			if got := score(s); got != 0 {
+				return fmt.Errorf("brain %s still credits %d evicted blocks", s.Member().Id, got)
+			}
+			return nil
+		})
+	}
+}
