@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -143,4 +145,21 @@ func (g gatewayAPI) Score(_ context.Context, req *stratav1.ScoreRequest) (*strat
 		return nil, invalid("%d hashes: at most %d", n, maxScoreHashes)
 	}
 	return &stratav1.ScoreResponse{Scores: g.s.kv.Score(req.GetModel(), req.GetSeqHashes())}, nil
+}
+
+// KVIndexStats answers from this replica's index.
+func (a adminAPI) KVIndexStats(context.Context, *stratav1.KVIndexStatsRequest) (*stratav1.KVIndexStatsResponse, error) {
+	workers, remote := a.s.kv.WorkerStats()
+	out := &stratav1.KVIndexStatsResponse{BrainId: a.s.cfg.NodeID}
+	slices.SortFunc(workers, func(x, y kvindex.Stats) int { return strings.Compare(x.WorkerID, y.WorkerID) })
+	for _, w := range workers {
+		out.Workers = append(out.Workers, &stratav1.KVWorkerStats{
+			WorkerId: w.WorkerID, Model: w.Model, GpuBlocks: uint32(w.GPU), CpuBlocks: uint32(w.CPU), DiskBlocks: uint32(w.Disk),
+			Seq: w.Seq, AwaitingSnapshot: w.AwaitingResync,
+		})
+	}
+	for _, m := range slices.Sorted(maps.Keys(remote)) {
+		out.Models = append(out.Models, &stratav1.KVModelStats{Model: m, RemoteBlocks: uint32(remote[m])})
+	}
+	return out, nil
 }

@@ -127,6 +127,17 @@ func TestKVEventsReachEveryReplica(t *testing.T) {
 			return nil
 		})
 	}
+	// The admin view shows the same blocks on every replica.
+	for _, c := range conns {
+		st, err := TestAdminClient(t, c.s).KVIndexStats(testCtx(t), &stratav1.KVIndexStatsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Workers) != 1 || st.Workers[0].WorkerId != worker || st.Workers[0].GpuBlocks != 4 || st.Workers[0].AwaitingSnapshot || st.BrainId != c.s.cfg.NodeID {
+			t.Fatalf("%s: KV stats %v", c.s.cfg.NodeID, st)
+		}
+	}
+
 	// Another node cannot speak for node-a's worker.
 	forged := batch(5, true, 99)
 	forged.NodeId = "node-b"

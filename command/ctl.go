@@ -147,7 +147,7 @@ flight.`,
 			return st.writeText(cmd.OutOrStdout(), time.Now())
 		}),
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object {raft, nodes, deployments, workers}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object {raft, nodes, deployments, workers, kv_index}")
 	return cmd
 }
 
@@ -156,6 +156,7 @@ type clusterStatus struct {
 	nodes       []*stratav1.Node
 	deployments []*stratav1.Deployment
 	workers     []*stratav1.Worker
+	kv          *stratav1.KVIndexStatsResponse
 }
 
 func fetchStatus(cmd *cobra.Command, o *ctlOptions, c *client.Client) (*clusterStatus, error) {
@@ -175,7 +176,11 @@ func fetchStatus(cmd *cobra.Command, o *ctlOptions, c *client.Client) (*clusterS
 	if err != nil {
 		return nil, err
 	}
-	return &clusterStatus{raft: raft, nodes: nodes.GetNodes(), deployments: deployments.GetDeployments(), workers: workers.GetWorkers()}, nil
+	kv, err := call(cmd, o, c.Admin().KVIndexStats, &stratav1.KVIndexStatsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return &clusterStatus{raft: raft, nodes: nodes.GetNodes(), deployments: deployments.GetDeployments(), workers: workers.GetWorkers(), kv: kv}, nil
 }
 
 // jsonOptions name fields as the .proto does (as deployment spec files do)
@@ -188,8 +193,12 @@ func (st *clusterStatus) writeJSON(w io.Writer) error {
 		Nodes       []json.RawMessage `json:"nodes"`
 		Deployments []json.RawMessage `json:"deployments"`
 		Workers     []json.RawMessage `json:"workers"`
+		KVIndex     json.RawMessage   `json:"kv_index"`
 	}
 	var err error
+	if out.KVIndex, err = jsonOptions.Marshal(st.kv); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
 	if out.Raft, err = jsonOptions.Marshal(st.raft); err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
@@ -274,7 +283,11 @@ func (st *clusterStatus) writeText(w io.Writer, now time.Time) error {
 	}
 
 	fmt.Fprintln(w, "\nWorkers")
-	tw = newTable(w, "ID", "DEPLOYMENT", "ROLE", "NODE", "GPUS", "PORT", "STATE", "LOAD")
+	kv := map[string]*stratav1.KVWorkerStats{}
+	for _, k := range st.kv.GetWorkers() {
+		kv[k.GetWorkerId()] = k
+	}
+	tw = newTable(w, "ID", "DEPLOYMENT", "ROLE", "NODE", "GPUS", "PORT", "STATE", "LOAD", "KV BLOCKS GPU/CPU/DISK")
 	for _, wk := range st.workers {
 		gpus := make([]string, 0, len(wk.GetGpuUuids()))
 		for _, u := range wk.GetGpuUuids() {
@@ -287,8 +300,12 @@ func (st *clusterStatus) writeText(w io.Writer, now time.Time) error {
 		if l := wk.GetLoad(); l != nil {
 			load = fmt.Sprintf("%d/%d %.0f%%", l.GetRunningRequests(), l.GetWaitingRequests(), 100*l.GetKvUsage())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", wk.GetId(), wk.GetDeployment(), enumName(wk.GetRole(), "WORKER_ROLE_"),
-			wk.GetNodeId(), strings.Join(gpus, ","), wk.GetPort(), enumName(wk.GetState(), "WORKER_STATE_"), load)
+		blocks := "-"
+		if k := kv[wk.GetId()]; k != nil && !k.GetAwaitingSnapshot() {
+			blocks = fmt.Sprintf("%d/%d/%d", k.GetGpuBlocks(), k.GetCpuBlocks(), k.GetDiskBlocks())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", wk.GetId(), wk.GetDeployment(), enumName(wk.GetRole(), "WORKER_ROLE_"),
+			wk.GetNodeId(), strings.Join(gpus, ","), wk.GetPort(), enumName(wk.GetState(), "WORKER_STATE_"), load, blocks)
 	}
 	return tw.Flush()
 }

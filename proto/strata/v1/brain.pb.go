@@ -1969,6 +1969,252 @@ func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
 	return file_strata_v1_brain_proto_rawDescGZIP(), []int{35}
 }
 
+type KVIndexStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVIndexStatsRequest) Reset() {
+	*x = KVIndexStatsRequest{}
+	mi := &file_strata_v1_brain_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVIndexStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVIndexStatsRequest) ProtoMessage() {}
+
+func (x *KVIndexStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_brain_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVIndexStatsRequest.ProtoReflect.Descriptor instead.
+func (*KVIndexStatsRequest) Descriptor() ([]byte, []int) {
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{36}
+}
+
+// KVWorkerStats is one worker's part of a replica's KV index.
+type KVWorkerStats struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId   string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Model      string                 `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	GpuBlocks  uint32                 `protobuf:"varint,3,opt,name=gpu_blocks,json=gpuBlocks,proto3" json:"gpu_blocks,omitempty"`
+	CpuBlocks  uint32                 `protobuf:"varint,4,opt,name=cpu_blocks,json=cpuBlocks,proto3" json:"cpu_blocks,omitempty"`
+	DiskBlocks uint32                 `protobuf:"varint,5,opt,name=disk_blocks,json=diskBlocks,proto3" json:"disk_blocks,omitempty"`
+	// The last event batch applied.
+	Seq uint64 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
+	// True until the replica has the worker's snapshot (its events are
+	// ignored meanwhile).
+	AwaitingSnapshot bool `protobuf:"varint,7,opt,name=awaiting_snapshot,json=awaitingSnapshot,proto3" json:"awaiting_snapshot,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *KVWorkerStats) Reset() {
+	*x = KVWorkerStats{}
+	mi := &file_strata_v1_brain_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVWorkerStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVWorkerStats) ProtoMessage() {}
+
+func (x *KVWorkerStats) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_brain_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVWorkerStats.ProtoReflect.Descriptor instead.
+func (*KVWorkerStats) Descriptor() ([]byte, []int) {
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *KVWorkerStats) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *KVWorkerStats) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *KVWorkerStats) GetGpuBlocks() uint32 {
+	if x != nil {
+		return x.GpuBlocks
+	}
+	return 0
+}
+
+func (x *KVWorkerStats) GetCpuBlocks() uint32 {
+	if x != nil {
+		return x.CpuBlocks
+	}
+	return 0
+}
+
+func (x *KVWorkerStats) GetDiskBlocks() uint32 {
+	if x != nil {
+		return x.DiskBlocks
+	}
+	return 0
+}
+
+func (x *KVWorkerStats) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *KVWorkerStats) GetAwaitingSnapshot() bool {
+	if x != nil {
+		return x.AwaitingSnapshot
+	}
+	return false
+}
+
+// KVModelStats is one model's shared remote tier.
+type KVModelStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	RemoteBlocks  uint32                 `protobuf:"varint,2,opt,name=remote_blocks,json=remoteBlocks,proto3" json:"remote_blocks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVModelStats) Reset() {
+	*x = KVModelStats{}
+	mi := &file_strata_v1_brain_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVModelStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVModelStats) ProtoMessage() {}
+
+func (x *KVModelStats) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_brain_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVModelStats.ProtoReflect.Descriptor instead.
+func (*KVModelStats) Descriptor() ([]byte, []int) {
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *KVModelStats) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *KVModelStats) GetRemoteBlocks() uint32 {
+	if x != nil {
+		return x.RemoteBlocks
+	}
+	return 0
+}
+
+type KVIndexStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica that answered.
+	BrainId       string           `protobuf:"bytes,1,opt,name=brain_id,json=brainId,proto3" json:"brain_id,omitempty"`
+	Workers       []*KVWorkerStats `protobuf:"bytes,2,rep,name=workers,proto3" json:"workers,omitempty"`
+	Models        []*KVModelStats  `protobuf:"bytes,3,rep,name=models,proto3" json:"models,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVIndexStatsResponse) Reset() {
+	*x = KVIndexStatsResponse{}
+	mi := &file_strata_v1_brain_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVIndexStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVIndexStatsResponse) ProtoMessage() {}
+
+func (x *KVIndexStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_brain_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVIndexStatsResponse.ProtoReflect.Descriptor instead.
+func (*KVIndexStatsResponse) Descriptor() ([]byte, []int) {
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *KVIndexStatsResponse) GetBrainId() string {
+	if x != nil {
+		return x.BrainId
+	}
+	return ""
+}
+
+func (x *KVIndexStatsResponse) GetWorkers() []*KVWorkerStats {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *KVIndexStatsResponse) GetModels() []*KVModelStats {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
 var File_strata_v1_brain_proto protoreflect.FileDescriptor
 
 const file_strata_v1_brain_proto_rawDesc = "" +
@@ -2105,7 +2351,26 @@ const file_strata_v1_brain_proto_rawDesc = "" +
 	"\achanged\x18\x01 \x01(\bR\achanged\"#\n" +
 	"\x11RemovePeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12RemovePeerResponse2\xd8\x02\n" +
+	"\x12RemovePeerResponse\"\x15\n" +
+	"\x13KVIndexStatsRequest\"\xe0\x01\n" +
+	"\rKVWorkerStats\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\x12\x1d\n" +
+	"\n" +
+	"gpu_blocks\x18\x03 \x01(\rR\tgpuBlocks\x12\x1d\n" +
+	"\n" +
+	"cpu_blocks\x18\x04 \x01(\rR\tcpuBlocks\x12\x1f\n" +
+	"\vdisk_blocks\x18\x05 \x01(\rR\n" +
+	"diskBlocks\x12\x10\n" +
+	"\x03seq\x18\x06 \x01(\x04R\x03seq\x12+\n" +
+	"\x11awaiting_snapshot\x18\a \x01(\bR\x10awaitingSnapshot\"I\n" +
+	"\fKVModelStats\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12#\n" +
+	"\rremote_blocks\x18\x02 \x01(\rR\fremoteBlocks\"\x96\x01\n" +
+	"\x14KVIndexStatsResponse\x12\x19\n" +
+	"\bbrain_id\x18\x01 \x01(\tR\abrainId\x122\n" +
+	"\aworkers\x18\x02 \x03(\v2\x18.strata.v1.KVWorkerStatsR\aworkers\x12/\n" +
+	"\x06models\x18\x03 \x03(\v2\x17.strata.v1.KVModelStatsR\x06models2\xd8\x02\n" +
 	"\fAgentService\x12C\n" +
 	"\bRegister\x12\x1a.strata.v1.RegisterRequest\x1a\x1b.strata.v1.RegisterResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.strata.v1.HeartbeatRequest\x1a\x1c.strata.v1.HeartbeatResponse\x12]\n" +
@@ -2113,7 +2378,7 @@ const file_strata_v1_brain_proto_rawDesc = "" +
 	"\x0fPublishKVEvents\x12!.strata.v1.PublishKVEventsRequest\x1a\".strata.v1.PublishKVEventsResponse(\x010\x012\x9f\x01\n" +
 	"\x0eGatewayService\x12Q\n" +
 	"\fWatchCluster\x12\x1e.strata.v1.WatchClusterRequest\x1a\x1f.strata.v1.WatchClusterResponse0\x01\x12:\n" +
-	"\x05Score\x12\x17.strata.v1.ScoreRequest\x1a\x18.strata.v1.ScoreResponse2\xd5\x05\n" +
+	"\x05Score\x12\x17.strata.v1.ScoreRequest\x1a\x18.strata.v1.ScoreResponse2\xa6\x06\n" +
 	"\fAdminService\x12X\n" +
 	"\x0fApplyDeployment\x12!.strata.v1.ApplyDeploymentRequest\x1a\".strata.v1.ApplyDeploymentResponse\x12[\n" +
 	"\x10DeleteDeployment\x12\".strata.v1.DeleteDeploymentRequest\x1a#.strata.v1.DeleteDeploymentResponse\x12F\n" +
@@ -2125,7 +2390,8 @@ const file_strata_v1_brain_proto_rawDesc = "" +
 	"RaftStatus\x12\x1c.strata.v1.RaftStatusRequest\x1a\x1d.strata.v1.RaftStatusResponse\x12@\n" +
 	"\aAddPeer\x12\x19.strata.v1.AddPeerRequest\x1a\x1a.strata.v1.AddPeerResponse\x12I\n" +
 	"\n" +
-	"RemovePeer\x12\x1c.strata.v1.RemovePeerRequest\x1a\x1d.strata.v1.RemovePeerResponseB7Z5github.com/strata-llm/strata/proto/strata/v1;stratav1b\x06proto3"
+	"RemovePeer\x12\x1c.strata.v1.RemovePeerRequest\x1a\x1d.strata.v1.RemovePeerResponse\x12O\n" +
+	"\fKVIndexStats\x12\x1e.strata.v1.KVIndexStatsRequest\x1a\x1f.strata.v1.KVIndexStatsResponseB7Z5github.com/strata-llm/strata/proto/strata/v1;stratav1b\x06proto3"
 
 var (
 	file_strata_v1_brain_proto_rawDescOnce sync.Once
@@ -2139,7 +2405,7 @@ func file_strata_v1_brain_proto_rawDescGZIP() []byte {
 	return file_strata_v1_brain_proto_rawDescData
 }
 
-var file_strata_v1_brain_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_strata_v1_brain_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_strata_v1_brain_proto_goTypes = []any{
 	(*RegisterRequest)(nil),          // 0: strata.v1.RegisterRequest
 	(*RegisterResponse)(nil),         // 1: strata.v1.RegisterResponse
@@ -2177,77 +2443,85 @@ var file_strata_v1_brain_proto_goTypes = []any{
 	(*AddPeerResponse)(nil),          // 33: strata.v1.AddPeerResponse
 	(*RemovePeerRequest)(nil),        // 34: strata.v1.RemovePeerRequest
 	(*RemovePeerResponse)(nil),       // 35: strata.v1.RemovePeerResponse
-	nil,                              // 36: strata.v1.RegisterRequest.LabelsEntry
-	(*Inventory)(nil),                // 37: strata.v1.Inventory
-	(*BrainMember)(nil),              // 38: strata.v1.BrainMember
-	(WorkerState)(0),                 // 39: strata.v1.WorkerState
-	(*WorkerLoad)(nil),               // 40: strata.v1.WorkerLoad
-	(*Worker)(nil),                   // 41: strata.v1.Worker
-	(*DeploymentSpec)(nil),           // 42: strata.v1.DeploymentSpec
-	(*KVEventBatch)(nil),             // 43: strata.v1.KVEventBatch
-	(DeploymentMode)(0),              // 44: strata.v1.DeploymentMode
-	(*Deployment)(nil),               // 45: strata.v1.Deployment
-	(*Node)(nil),                     // 46: strata.v1.Node
+	(*KVIndexStatsRequest)(nil),      // 36: strata.v1.KVIndexStatsRequest
+	(*KVWorkerStats)(nil),            // 37: strata.v1.KVWorkerStats
+	(*KVModelStats)(nil),             // 38: strata.v1.KVModelStats
+	(*KVIndexStatsResponse)(nil),     // 39: strata.v1.KVIndexStatsResponse
+	nil,                              // 40: strata.v1.RegisterRequest.LabelsEntry
+	(*Inventory)(nil),                // 41: strata.v1.Inventory
+	(*BrainMember)(nil),              // 42: strata.v1.BrainMember
+	(WorkerState)(0),                 // 43: strata.v1.WorkerState
+	(*WorkerLoad)(nil),               // 44: strata.v1.WorkerLoad
+	(*Worker)(nil),                   // 45: strata.v1.Worker
+	(*DeploymentSpec)(nil),           // 46: strata.v1.DeploymentSpec
+	(*KVEventBatch)(nil),             // 47: strata.v1.KVEventBatch
+	(DeploymentMode)(0),              // 48: strata.v1.DeploymentMode
+	(*Deployment)(nil),               // 49: strata.v1.Deployment
+	(*Node)(nil),                     // 50: strata.v1.Node
 }
 var file_strata_v1_brain_proto_depIdxs = []int32{
-	37, // 0: strata.v1.RegisterRequest.inventory:type_name -> strata.v1.Inventory
-	36, // 1: strata.v1.RegisterRequest.labels:type_name -> strata.v1.RegisterRequest.LabelsEntry
-	38, // 2: strata.v1.RegisterResponse.brains:type_name -> strata.v1.BrainMember
-	39, // 3: strata.v1.WorkerStatus.state:type_name -> strata.v1.WorkerState
-	40, // 4: strata.v1.WorkerStatus.load:type_name -> strata.v1.WorkerLoad
+	41, // 0: strata.v1.RegisterRequest.inventory:type_name -> strata.v1.Inventory
+	40, // 1: strata.v1.RegisterRequest.labels:type_name -> strata.v1.RegisterRequest.LabelsEntry
+	42, // 2: strata.v1.RegisterResponse.brains:type_name -> strata.v1.BrainMember
+	43, // 3: strata.v1.WorkerStatus.state:type_name -> strata.v1.WorkerState
+	44, // 4: strata.v1.WorkerStatus.load:type_name -> strata.v1.WorkerLoad
 	2,  // 5: strata.v1.HeartbeatRequest.workers:type_name -> strata.v1.WorkerStatus
-	41, // 6: strata.v1.Assignment.worker:type_name -> strata.v1.Worker
-	42, // 7: strata.v1.Assignment.spec:type_name -> strata.v1.DeploymentSpec
+	45, // 6: strata.v1.Assignment.worker:type_name -> strata.v1.Worker
+	46, // 7: strata.v1.Assignment.spec:type_name -> strata.v1.DeploymentSpec
 	6,  // 8: strata.v1.WatchAssignmentsResponse.assignments:type_name -> strata.v1.Assignment
-	43, // 9: strata.v1.PublishKVEventsRequest.batch:type_name -> strata.v1.KVEventBatch
-	44, // 10: strata.v1.ClusterModel.mode:type_name -> strata.v1.DeploymentMode
-	41, // 11: strata.v1.RoutableWorker.worker:type_name -> strata.v1.Worker
+	47, // 9: strata.v1.PublishKVEventsRequest.batch:type_name -> strata.v1.KVEventBatch
+	48, // 10: strata.v1.ClusterModel.mode:type_name -> strata.v1.DeploymentMode
+	45, // 11: strata.v1.RoutableWorker.worker:type_name -> strata.v1.Worker
 	11, // 12: strata.v1.WatchClusterResponse.models:type_name -> strata.v1.ClusterModel
 	12, // 13: strata.v1.WatchClusterResponse.workers:type_name -> strata.v1.RoutableWorker
 	15, // 14: strata.v1.ScoreResponse.scores:type_name -> strata.v1.WorkerScore
-	42, // 15: strata.v1.ApplyDeploymentRequest.spec:type_name -> strata.v1.DeploymentSpec
-	45, // 16: strata.v1.ApplyDeploymentResponse.deployment:type_name -> strata.v1.Deployment
-	46, // 17: strata.v1.ListNodesResponse.nodes:type_name -> strata.v1.Node
-	41, // 18: strata.v1.ListWorkersResponse.workers:type_name -> strata.v1.Worker
-	45, // 19: strata.v1.ListDeploymentsResponse.deployments:type_name -> strata.v1.Deployment
-	46, // 20: strata.v1.DrainNodeResponse.node:type_name -> strata.v1.Node
+	46, // 15: strata.v1.ApplyDeploymentRequest.spec:type_name -> strata.v1.DeploymentSpec
+	49, // 16: strata.v1.ApplyDeploymentResponse.deployment:type_name -> strata.v1.Deployment
+	50, // 17: strata.v1.ListNodesResponse.nodes:type_name -> strata.v1.Node
+	45, // 18: strata.v1.ListWorkersResponse.workers:type_name -> strata.v1.Worker
+	49, // 19: strata.v1.ListDeploymentsResponse.deployments:type_name -> strata.v1.Deployment
+	50, // 20: strata.v1.DrainNodeResponse.node:type_name -> strata.v1.Node
 	30, // 21: strata.v1.RaftStatusResponse.servers:type_name -> strata.v1.RaftServer
-	38, // 22: strata.v1.AddPeerRequest.member:type_name -> strata.v1.BrainMember
-	0,  // 23: strata.v1.AgentService.Register:input_type -> strata.v1.RegisterRequest
-	3,  // 24: strata.v1.AgentService.Heartbeat:input_type -> strata.v1.HeartbeatRequest
-	5,  // 25: strata.v1.AgentService.WatchAssignments:input_type -> strata.v1.WatchAssignmentsRequest
-	8,  // 26: strata.v1.AgentService.PublishKVEvents:input_type -> strata.v1.PublishKVEventsRequest
-	10, // 27: strata.v1.GatewayService.WatchCluster:input_type -> strata.v1.WatchClusterRequest
-	14, // 28: strata.v1.GatewayService.Score:input_type -> strata.v1.ScoreRequest
-	17, // 29: strata.v1.AdminService.ApplyDeployment:input_type -> strata.v1.ApplyDeploymentRequest
-	19, // 30: strata.v1.AdminService.DeleteDeployment:input_type -> strata.v1.DeleteDeploymentRequest
-	21, // 31: strata.v1.AdminService.ListNodes:input_type -> strata.v1.ListNodesRequest
-	23, // 32: strata.v1.AdminService.ListWorkers:input_type -> strata.v1.ListWorkersRequest
-	25, // 33: strata.v1.AdminService.ListDeployments:input_type -> strata.v1.ListDeploymentsRequest
-	27, // 34: strata.v1.AdminService.DrainNode:input_type -> strata.v1.DrainNodeRequest
-	29, // 35: strata.v1.AdminService.RaftStatus:input_type -> strata.v1.RaftStatusRequest
-	32, // 36: strata.v1.AdminService.AddPeer:input_type -> strata.v1.AddPeerRequest
-	34, // 37: strata.v1.AdminService.RemovePeer:input_type -> strata.v1.RemovePeerRequest
-	1,  // 38: strata.v1.AgentService.Register:output_type -> strata.v1.RegisterResponse
-	4,  // 39: strata.v1.AgentService.Heartbeat:output_type -> strata.v1.HeartbeatResponse
-	7,  // 40: strata.v1.AgentService.WatchAssignments:output_type -> strata.v1.WatchAssignmentsResponse
-	9,  // 41: strata.v1.AgentService.PublishKVEvents:output_type -> strata.v1.PublishKVEventsResponse
-	13, // 42: strata.v1.GatewayService.WatchCluster:output_type -> strata.v1.WatchClusterResponse
-	16, // 43: strata.v1.GatewayService.Score:output_type -> strata.v1.ScoreResponse
-	18, // 44: strata.v1.AdminService.ApplyDeployment:output_type -> strata.v1.ApplyDeploymentResponse
-	20, // 45: strata.v1.AdminService.DeleteDeployment:output_type -> strata.v1.DeleteDeploymentResponse
-	22, // 46: strata.v1.AdminService.ListNodes:output_type -> strata.v1.ListNodesResponse
-	24, // 47: strata.v1.AdminService.ListWorkers:output_type -> strata.v1.ListWorkersResponse
-	26, // 48: strata.v1.AdminService.ListDeployments:output_type -> strata.v1.ListDeploymentsResponse
-	28, // 49: strata.v1.AdminService.DrainNode:output_type -> strata.v1.DrainNodeResponse
-	31, // 50: strata.v1.AdminService.RaftStatus:output_type -> strata.v1.RaftStatusResponse
-	33, // 51: strata.v1.AdminService.AddPeer:output_type -> strata.v1.AddPeerResponse
-	35, // 52: strata.v1.AdminService.RemovePeer:output_type -> strata.v1.RemovePeerResponse
-	38, // [38:53] is the sub-list for method output_type
-	23, // [23:38] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	42, // 22: strata.v1.AddPeerRequest.member:type_name -> strata.v1.BrainMember
+	37, // 23: strata.v1.KVIndexStatsResponse.workers:type_name -> strata.v1.KVWorkerStats
+	38, // 24: strata.v1.KVIndexStatsResponse.models:type_name -> strata.v1.KVModelStats
+	0,  // 25: strata.v1.AgentService.Register:input_type -> strata.v1.RegisterRequest
+	3,  // 26: strata.v1.AgentService.Heartbeat:input_type -> strata.v1.HeartbeatRequest
+	5,  // 27: strata.v1.AgentService.WatchAssignments:input_type -> strata.v1.WatchAssignmentsRequest
+	8,  // 28: strata.v1.AgentService.PublishKVEvents:input_type -> strata.v1.PublishKVEventsRequest
+	10, // 29: strata.v1.GatewayService.WatchCluster:input_type -> strata.v1.WatchClusterRequest
+	14, // 30: strata.v1.GatewayService.Score:input_type -> strata.v1.ScoreRequest
+	17, // 31: strata.v1.AdminService.ApplyDeployment:input_type -> strata.v1.ApplyDeploymentRequest
+	19, // 32: strata.v1.AdminService.DeleteDeployment:input_type -> strata.v1.DeleteDeploymentRequest
+	21, // 33: strata.v1.AdminService.ListNodes:input_type -> strata.v1.ListNodesRequest
+	23, // 34: strata.v1.AdminService.ListWorkers:input_type -> strata.v1.ListWorkersRequest
+	25, // 35: strata.v1.AdminService.ListDeployments:input_type -> strata.v1.ListDeploymentsRequest
+	27, // 36: strata.v1.AdminService.DrainNode:input_type -> strata.v1.DrainNodeRequest
+	29, // 37: strata.v1.AdminService.RaftStatus:input_type -> strata.v1.RaftStatusRequest
+	32, // 38: strata.v1.AdminService.AddPeer:input_type -> strata.v1.AddPeerRequest
+	34, // 39: strata.v1.AdminService.RemovePeer:input_type -> strata.v1.RemovePeerRequest
+	36, // 40: strata.v1.AdminService.KVIndexStats:input_type -> strata.v1.KVIndexStatsRequest
+	1,  // 41: strata.v1.AgentService.Register:output_type -> strata.v1.RegisterResponse
+	4,  // 42: strata.v1.AgentService.Heartbeat:output_type -> strata.v1.HeartbeatResponse
+	7,  // 43: strata.v1.AgentService.WatchAssignments:output_type -> strata.v1.WatchAssignmentsResponse
+	9,  // 44: strata.v1.AgentService.PublishKVEvents:output_type -> strata.v1.PublishKVEventsResponse
+	13, // 45: strata.v1.GatewayService.WatchCluster:output_type -> strata.v1.WatchClusterResponse
+	16, // 46: strata.v1.GatewayService.Score:output_type -> strata.v1.ScoreResponse
+	18, // 47: strata.v1.AdminService.ApplyDeployment:output_type -> strata.v1.ApplyDeploymentResponse
+	20, // 48: strata.v1.AdminService.DeleteDeployment:output_type -> strata.v1.DeleteDeploymentResponse
+	22, // 49: strata.v1.AdminService.ListNodes:output_type -> strata.v1.ListNodesResponse
+	24, // 50: strata.v1.AdminService.ListWorkers:output_type -> strata.v1.ListWorkersResponse
+	26, // 51: strata.v1.AdminService.ListDeployments:output_type -> strata.v1.ListDeploymentsResponse
+	28, // 52: strata.v1.AdminService.DrainNode:output_type -> strata.v1.DrainNodeResponse
+	31, // 53: strata.v1.AdminService.RaftStatus:output_type -> strata.v1.RaftStatusResponse
+	33, // 54: strata.v1.AdminService.AddPeer:output_type -> strata.v1.AddPeerResponse
+	35, // 55: strata.v1.AdminService.RemovePeer:output_type -> strata.v1.RemovePeerResponse
+	39, // 56: strata.v1.AdminService.KVIndexStats:output_type -> strata.v1.KVIndexStatsResponse
+	41, // [41:57] is the sub-list for method output_type
+	25, // [25:41] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_strata_v1_brain_proto_init() }
@@ -2263,7 +2537,7 @@ func file_strata_v1_brain_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_brain_proto_rawDesc), len(file_strata_v1_brain_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -422,6 +422,7 @@ const (
 	AdminService_RaftStatus_FullMethodName       = "/strata.v1.AdminService/RaftStatus"
 	AdminService_AddPeer_FullMethodName          = "/strata.v1.AdminService/AddPeer"
 	AdminService_RemovePeer_FullMethodName       = "/strata.v1.AdminService/RemovePeer"
+	AdminService_KVIndexStats_FullMethodName     = "/strata.v1.AdminService/KVIndexStats"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -441,6 +442,10 @@ type AdminServiceClient interface {
 	// already a member with the same address succeeds and changes nothing.
 	AddPeer(ctx context.Context, in *AddPeerRequest, opts ...grpc.CallOption) (*AddPeerResponse, error)
 	RemovePeer(ctx context.Context, in *RemovePeerRequest, opts ...grpc.CallOption) (*RemovePeerResponse, error)
+	// KVIndexStats shows the answering replica's KV index: blocks per worker
+	// and tier, and remote blocks per model (soft state: replicas may differ
+	// for a moment).
+	KVIndexStats(ctx context.Context, in *KVIndexStatsRequest, opts ...grpc.CallOption) (*KVIndexStatsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -541,6 +546,16 @@ func (c *adminServiceClient) RemovePeer(ctx context.Context, in *RemovePeerReque
 	return out, nil
 }
 
+func (c *adminServiceClient) KVIndexStats(ctx context.Context, in *KVIndexStatsRequest, opts ...grpc.CallOption) (*KVIndexStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KVIndexStatsResponse)
+	err := c.cc.Invoke(ctx, AdminService_KVIndexStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -558,6 +573,10 @@ type AdminServiceServer interface {
 	// already a member with the same address succeeds and changes nothing.
 	AddPeer(context.Context, *AddPeerRequest) (*AddPeerResponse, error)
 	RemovePeer(context.Context, *RemovePeerRequest) (*RemovePeerResponse, error)
+	// KVIndexStats shows the answering replica's KV index: blocks per worker
+	// and tier, and remote blocks per model (soft state: replicas may differ
+	// for a moment).
+	KVIndexStats(context.Context, *KVIndexStatsRequest) (*KVIndexStatsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -594,6 +613,9 @@ func (UnimplementedAdminServiceServer) AddPeer(context.Context, *AddPeerRequest)
 }
 func (UnimplementedAdminServiceServer) RemovePeer(context.Context, *RemovePeerRequest) (*RemovePeerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemovePeer not implemented")
+}
+func (UnimplementedAdminServiceServer) KVIndexStats(context.Context, *KVIndexStatsRequest) (*KVIndexStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method KVIndexStats not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -778,6 +800,24 @@ func _AdminService_RemovePeer_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_KVIndexStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KVIndexStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).KVIndexStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_KVIndexStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).KVIndexStats(ctx, req.(*KVIndexStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -820,6 +860,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemovePeer",
 			Handler:    _AdminService_RemovePeer_Handler,
+		},
+		{
+			MethodName: "KVIndexStats",
+			Handler:    _AdminService_KVIndexStats_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
