@@ -15,22 +15,23 @@ const evictSample = 64
 // drops those at or below the sample's median age, which approximates LRU
 // well at a fraction of the memory. Caller holds m.mu.
 func (m *model) evict(max int, met *Metrics) {
-	for len(m.blocks) > max {
+	for len(m.index) > max {
 		var ages []uint32
-		for _, hs := range m.blocks {
-			ages = append(ages, hs.touched)
+		for _, i := range m.index {
+			ages = append(ages, m.slots[i-1].touched)
 			if len(ages) == evictSample {
 				break
 			}
 		}
 		cut := median(ages)
-		for h, hs := range m.blocks {
-			if len(m.blocks) <= max {
+		for _, si := range m.index {
+			if len(m.index) <= max {
 				break
 			}
-			if hs.touched > cut {
+			if m.slots[si-1].touched > cut {
 				continue
 			}
+			hs := m.holdersAt(si - 1)
 			for i := range hs.len() {
 				r := hs.at(i)
 				if w := m.workers[r.worker]; w != nil {
@@ -39,7 +40,7 @@ func (m *model) evict(max int, met *Metrics) {
 					}
 				}
 			}
-			delete(m.blocks, h)
+			m.freeSlot(si - 1)
 			met.evictions.Inc()
 		}
 	}

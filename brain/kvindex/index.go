@@ -10,20 +10,23 @@
 // events until the snapshot arrives.
 //
 // Layout, chosen for Score's speed and for memory per entry:
-//   - per model, one Go map from sequence hash to the holders of the block:
-//     a small set of (worker, tier bits) kept sorted by a dense worker
-//     number, with the first holder stored inline (most blocks have one);
+//   - per model, a slab of block slots (see slot) and a map from sequence
+//     hash to slot; a slot holds the block's holders, a small set of
+//     (worker, tier bits) sorted by a dense worker number, the first inline
+//     (most blocks have one), the rest in a pointer-free arena;
 //   - the remote tier is a second map per model with no worker dimension:
 //     a block offloaded by one node can be onboarded by any worker;
-//   - Score walks the prompt's hashes in order keeping the workers still
-//     matching, merging sorted holder lists, and stops as soon as no worker
+//   - Score walks the prompt's hashes in order, following each slot's link
+//     to the block stored after it and probing the map only when the link
+//     does not lead to the next hash, keeps the workers still matching by
+//     merging sorted holder lists, and stops as soon as no worker
 //     and no remote block continues the prefix. Each block counts once, on
 //     the fastest tier it is found on (GPU, then CPU, then disk, then
 //     remote), so the per-tier counts add up to the matched prefix.
 //
 // Readers hold a model's read lock for one query; a batch of events takes
 // the write lock once. Dropping a worker (gone, down, cleared, replaced by
-// a snapshot) scans its model's map: it is rare, and a reverse index would
+// a snapshot) scans its model's slab: it is rare, and a reverse index would
 // double the memory of the common path.
 package kvindex
 
@@ -69,12 +72,11 @@ type ref struct {
 	mask   uint8
 }
 
-// holders is the value of a block: its holders sorted by worker, the first
-// one inline. touched orders blocks for eviction.
+// holders is a block's holders sorted by worker, the first one inline: a
+// working copy of a slot's first holder and overflow list.
 type holders struct {
-	touched uint32
-	first   ref
-	rest    []ref
+	first ref
+	rest  []ref
 }
 
 func (h *holders) len() int {
@@ -182,13 +184,123 @@ type workerState struct {
 	entries [3]int // blocks per local tier (GPU, CPU, disk)
 }
 
+// slot is one block of a model, in a slab. Blocks are given slots in the
+// order engines store them, so a prompt's blocks, stored as runs, mostly
+// sit next to each other, and next links each block to the one stored
+// right after it: Score follows the link (checking the hash) before it
+// falls back to the map, so walking a cached prefix reads memory mostly in
+// sequence instead of one random map probe per block.
+//
+// Nothing here holds a pointer — the slab, the overflow arena, the maps of
+// integers — so the garbage collector never scans the index: with millions
+// of blocks, marking them was what stretched Score's tail.
+type slot struct {
+	hash    uint64
+	touched uint32 // the model's clock at the last store: eviction age
+	next    uint32 // slot+1 of the block last stored after this one; 0: none
+	first   ref    // first holder; mask 0 means the slot is free
+	more    uint32 // 1 + offset in model.arena of the other holders; 0: none
+	moreLen uint16 // how many; the region's capacity is the next power of two
+}
+
+// maxHolders bounds the holders of one block (moreLen is 16 bits).
+const maxHolders = 1 << 15
+
 // model is the index of one served model.
 type model struct {
 	mu      sync.RWMutex
-	blocks  map[uint64]holders
+	index   map[uint64]uint32 // sequence hash → slot+1
+	slots   []slot
+	free    []uint32 // free slots
+	arena   []ref    // overflow holder lists, sorted by worker
+	freeReg [16][]uint32
 	remote  map[uint64]uint32
 	clock   uint32
 	workers map[uint32]*workerState
+}
+
+func newModel() *model {
+	return &model{index: map[uint64]uint32{}, remote: map[uint64]uint32{}, workers: map[uint32]*workerState{}}
+}
+
+// class is the power-of-two capacity class of an overflow list of n refs.
+func class(n int) int { return bits.Len(uint(n - 1)) }
+
+// holdersAt is slot i's holders; rest aliases the arena, with the region's
+// capacity, so an insert that fits is done in place.
+func (m *model) holdersAt(i uint32) holders {
+	s := &m.slots[i]
+	h := holders{first: s.first}
+	if s.more != 0 {
+		off, n := int(s.more-1), int(s.moreLen)
+		h.rest = m.arena[off : off+n : off+1<<class(n)]
+	}
+	return h
+}
+
+// storeHolders writes h back into slot i, freeing the slot when h is empty.
+func (m *model) storeHolders(i uint32, h holders) {
+	if h.len() == 0 {
+		m.freeSlot(i)
+		return
+	}
+	s := &m.slots[i]
+	s.first = h.first
+	n := min(len(h.rest), maxHolders-1)
+	if s.more != 0 && (n == 0 || class(n) != class(int(s.moreLen))) {
+		m.releaseRegion(s)
+	}
+	if n == 0 {
+		return
+	}
+	if s.more == 0 {
+		c := class(n)
+		if k := len(m.freeReg[c]); k > 0 {
+			s.more = m.freeReg[c][k-1] + 1
+			m.freeReg[c] = m.freeReg[c][:k-1]
+		} else {
+			s.more = uint32(len(m.arena)) + 1
+			m.arena = append(m.arena, make([]ref, 1<<c)...)
+		}
+	}
+	copy(m.arena[s.more-1:], h.rest[:n])
+	s.moreLen = uint16(n)
+}
+
+func (m *model) releaseRegion(s *slot) {
+	c := class(int(s.moreLen))
+	m.freeReg[c] = append(m.freeReg[c], s.more-1)
+	s.more, s.moreLen = 0, 0
+}
+
+// slotFor returns the slot of hash h, allocating one if needed.
+func (m *model) slotFor(h uint64) uint32 {
+	if i := m.index[h]; i != 0 {
+		return i - 1
+	}
+	var i uint32
+	if n := len(m.free); n > 0 {
+		i = m.free[n-1]
+		m.free = m.free[:n-1]
+	} else {
+		m.slots = append(m.slots, slot{})
+		i = uint32(len(m.slots) - 1)
+	}
+	m.slots[i] = slot{hash: h}
+	m.index[h] = i + 1
+	return i
+}
+
+// freeSlot forgets slot i's block. Links to it from other slots stay: a
+// walk checks the hash of every slot it follows a link to.
+func (m *model) freeSlot(i uint32) {
+	s := &m.slots[i]
+	delete(m.index, s.hash)
+	if s.more != 0 {
+		m.releaseRegion(s)
+	}
+	*s = slot{}
+	m.free = append(m.free, i)
 }
 
 // Options bound the index.
@@ -250,7 +362,7 @@ func (x *Index) SyncWorkers(want map[string]string) {
 		x.byID[id] = w
 		added = append(added, w)
 		if x.models[w.model] == nil {
-			x.models[w.model] = &model{blocks: map[uint64]holders{}, remote: map[uint64]uint32{}, workers: map[uint32]*workerState{}}
+			x.models[w.model] = newModel()
 		}
 	}
 	models := maps.Clone(x.models)
@@ -278,13 +390,13 @@ func (m *model) dropWorker(w *workerState) {
 		return
 	}
 	all := tierGPU | tierCPU | tierDisk
-	for h, hs := range m.blocks {
+	for i := range m.slots {
+		if m.slots[i].first.mask == 0 {
+			continue // free
+		}
+		hs := m.holdersAt(uint32(i))
 		if hs.clear(w.num, all) != 0 {
-			if hs.len() == 0 {
-				delete(m.blocks, h)
-			} else {
-				m.blocks[h] = hs
-			}
+			m.storeHolders(uint32(i), hs)
 		}
 	}
 	w.entries = [3]int{}
@@ -363,14 +475,24 @@ func (m *model) apply(w *workerState, e *stratav1.KVEvent, maxBlocks int, met *M
 			return err
 		}
 		tier := bits.TrailingZeros8(bit)
+		// The run continues its parent's chain: link the parent to it.
+		var prev uint32
+		if s.GetHasParent() {
+			prev = m.index[s.GetParentSeqHash()]
+		}
 		for _, h := range s.GetSeqHashes() {
-			hs := m.blocks[h]
+			i := m.slotFor(h)
+			hs := m.holdersAt(i)
 			if hs.maskOf(w.num)&bit == 0 {
 				w.entries[tier]++
 			}
 			hs.set(w.num, bit)
-			hs.touched = m.clock
-			m.blocks[h] = hs
+			m.storeHolders(i, hs)
+			m.slots[i].touched = m.clock
+			if prev != 0 && prev != i+1 {
+				m.slots[prev-1].next = i + 1
+			}
+			prev = i + 1
 		}
 		m.evict(maxBlocks, met)
 	case *stratav1.KVEvent_Removed:
@@ -387,17 +509,14 @@ func (m *model) apply(w *workerState, e *stratav1.KVEvent, maxBlocks int, met *M
 		}
 		tier := bits.TrailingZeros8(bit)
 		for _, h := range r.GetSeqHashes() {
-			hs, ok := m.blocks[h]
-			if !ok {
+			i := m.index[h]
+			if i == 0 {
 				continue
 			}
+			hs := m.holdersAt(i - 1)
 			if hs.clear(w.num, bit) != 0 {
 				w.entries[tier]--
-			}
-			if hs.len() == 0 {
-				delete(m.blocks, h)
-			} else {
-				m.blocks[h] = hs
+				m.storeHolders(i-1, hs)
 			}
 		}
 	case *stratav1.KVEvent_Cleared:

@@ -238,7 +238,11 @@ func TestPropertyAgainstBruteForce(t *testing.T) {
 			trace = append(trace, fmt.Sprintf("op%d %s %v %v", op, w, med, hs))
 			switch {
 			case op < 9:
-				f.send(w, stored(med, hs...))
+				ev := stored(med, hs...)
+				if rng.IntN(2) == 0 { // a run continuing a chain: links, never semantics
+					ev.GetStored().HasParent, ev.GetStored().ParentSeqHash = true, uint64(rng.IntN(24))
+				}
+				f.send(w, ev)
 				for _, h := range hs {
 					if med == remote {
 						if ref.remote[model] == nil {
@@ -301,7 +305,10 @@ func sameState(x *Index, ref *refModel) error {
 		x.mu.RUnlock()
 		m := x.model(ws.model)
 		for h, mask := range blocks {
-			hs := m.blocks[h]
+			var hs holders
+			if i := m.index[h]; i != 0 {
+				hs = m.holdersAt(i - 1)
+			}
 			if got := hs.maskOf(ws.num); got != mask {
 				return fmt.Errorf("worker %s block %d: mask %b, want %b (holders %+v)", w, h, got, mask, hs)
 			}
@@ -337,8 +344,8 @@ func TestEvictionBoundsMemory(t *testing.T) {
 		t.Fatalf("newest block evicted: %v", got)
 	}
 	stats, _ := x.WorkerStats()
-	if stats[0].GPU != len(x.model("m").blocks) {
-		t.Fatalf("per-worker count %d != blocks %d after eviction", stats[0].GPU, len(x.model("m").blocks))
+	if stats[0].GPU != len(x.model("m").index) {
+		t.Fatalf("per-worker count %d != blocks %d after eviction", stats[0].GPU, len(x.model("m").index))
 	}
 }
 

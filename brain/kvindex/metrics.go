@@ -91,7 +91,7 @@ func (x *Index) Size() (entries, blocks int) {
 	x.mu.RUnlock()
 	for _, m := range models {
 		m.mu.RLock()
-		blocks += len(m.blocks) + len(m.remote)
+		blocks += len(m.index) + len(m.remote)
 		for _, w := range m.workers {
 			entries += w.entries[0] + w.entries[1] + w.entries[2]
 		}

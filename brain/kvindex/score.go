@@ -40,8 +40,24 @@ func (x *Index) Score(modelName string, hashes []uint64) []*stratav1.WorkerScore
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	hasRemote := len(m.remote) > 0
+	var cur uint32 // slot+1 of the previous block, 0 when it had none
 	for i, h := range hashes {
-		hs, local := m.blocks[h]
+		// Follow the previous block's link when it leads to this hash: no
+		// map probe, and usually the next slot in memory.
+		if cur != 0 {
+			if nx := m.slots[cur-1].next; nx != 0 && m.slots[nx-1].hash == h && m.slots[nx-1].first.mask != 0 {
+				cur = nx
+			} else {
+				cur = m.index[h]
+			}
+		} else {
+			cur = m.index[h]
+		}
+		local := cur != 0
+		var hs holders
+		if local {
+			hs = m.holdersAt(cur - 1)
+		}
 		// The remote map is consulted only when the local holders do not
 		// continue every alive worker: most queries never touch it.
 		remote, remoteKnown := false, false
@@ -81,14 +97,20 @@ func (x *Index) Score(modelName string, hashes []uint64) []*stratav1.WorkerScore
 			break
 		}
 	}
-	out := make([]*stratav1.WorkerScore, 0, len(alive)+len(done))
+	// Two allocations whatever the number of workers: a Score runs on every
+	// request, and allocation churn is what wakes the collector.
+	n := len(alive) + len(done)
+	out := make([]*stratav1.WorkerScore, 0, n)
+	vals := make([]stratav1.WorkerScore, n)
 	for _, list := range [][]tally{alive, done} {
 		for _, t := range list {
 			w := m.workers[t.worker]
 			if w == nil {
 				continue
 			}
-			out = append(out, &stratav1.WorkerScore{WorkerId: w.id, Gpu: t.counts[0], Cpu: t.counts[1], Disk: t.counts[2], Remote: t.counts[3]})
+			v := &vals[len(out)]
+			v.WorkerId, v.Gpu, v.Cpu, v.Disk, v.Remote = w.id, t.counts[0], t.counts[1], t.counts[2], t.counts[3]
+			out = append(out, v)
 		}
 	}
 	return out
