@@ -16,14 +16,35 @@ type tally struct {
 
 var tallyPool = sync.Pool{New: func() any { s := make([]tally, 0, 64); return &s }}
 
+// Match is one worker's answer to a Score: its leading blocks per tier.
+type Match struct {
+	WorkerID               string
+	GPU, CPU, Disk, Remote uint32
+}
+
 // Score returns, for every worker of the model that holds at least the
 // first block (locally, or through the remote tier), how many leading
 // blocks of hashes it has per tier. Workers not in the answer match
 // nothing. lora is not needed: an adapter changes the hashes themselves.
 func (x *Index) Score(modelName string, hashes []uint64) []*stratav1.WorkerScore {
+	matches := x.ScoreInto(nil, modelName, hashes)
+	out := make([]*stratav1.WorkerScore, len(matches))
+	vals := make([]stratav1.WorkerScore, len(matches))
+	for i, mt := range matches {
+		v := &vals[i]
+		v.WorkerId, v.Gpu, v.Cpu, v.Disk, v.Remote = mt.WorkerID, mt.GPU, mt.CPU, mt.Disk, mt.Remote
+		out[i] = v
+	}
+	return out
+}
+
+// ScoreInto is Score appending to dst, allocating nothing when dst has room:
+// for callers on every request's path that reuse their buffer (allocation
+// churn is what wakes the collector, and its sweeping lands in the tail).
+func (x *Index) ScoreInto(dst []Match, modelName string, hashes []uint64) []Match {
 	m := x.model(modelName)
 	if m == nil || len(hashes) == 0 {
-		return nil
+		return dst
 	}
 	timer := x.metrics.scoreStart()
 	defer timer()
@@ -97,23 +118,14 @@ func (x *Index) Score(modelName string, hashes []uint64) []*stratav1.WorkerScore
 			break
 		}
 	}
-	// Two allocations whatever the number of workers: a Score runs on every
-	// request, and allocation churn is what wakes the collector.
-	n := len(alive) + len(done)
-	out := make([]*stratav1.WorkerScore, 0, n)
-	vals := make([]stratav1.WorkerScore, n)
 	for _, list := range [][]tally{alive, done} {
 		for _, t := range list {
-			w := m.workers[t.worker]
-			if w == nil {
-				continue
+			if w := m.workers[t.worker]; w != nil {
+				dst = append(dst, Match{WorkerID: w.id, GPU: t.counts[0], CPU: t.counts[1], Disk: t.counts[2], Remote: t.counts[3]})
 			}
-			v := &vals[len(out)]
-			v.WorkerId, v.Gpu, v.Cpu, v.Disk, v.Remote = w.id, t.counts[0], t.counts[1], t.counts[2], t.counts[3]
-			out = append(out, v)
 		}
 	}
-	return out
+	return dst
 }
 
 // start is the alive list after the first block: its holders, or every
