@@ -33,10 +33,12 @@ func testLogger() *slog.Logger {
 }
 
 // cluster is three in-process brains whose placement uses a random port
-// range, so parallel test packages do not collide on engine ports.
+// range, so parallel test packages do not collide on engine ports. The
+// range stays below Linux's ephemeral ports (32768 and up): an engine port
+// in that range can already be held by some test's outgoing connection.
 func cluster(t *testing.T) []*brain.Server {
 	t.Helper()
-	base := 30000 + 10*rand.IntN(2000)
+	base := 21000 + 10*rand.IntN(1100)
 	cb := func(c *brain.Config) { c.WorkerPortBase = base; c.LeaseTTL = 3 * time.Second }
 	first := brain.TestServer(t, cb)
 	brain.WaitForLeader(t, first)
