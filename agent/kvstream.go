@@ -151,6 +151,7 @@ func (k *kvStreamer) session(ctx context.Context, r *replicaStream) error {
 		return err
 	}
 	// Everything this replica knew of our workers may be stale.
+	k.a.log.Debug("KV event stream to a brain open", "brain", r.addr)
 	k.a.snapshotWorkers(nil)
 	errc := make(chan error, 1)
 	go func() {
@@ -160,6 +161,7 @@ func (k *kvStreamer) session(ctx context.Context, r *replicaStream) error {
 				errc <- err
 				return
 			}
+			k.a.log.Debug("brain asks for KV snapshots", "brain", r.addr, "workers", res.GetResyncWorkerIds())
 			k.a.snapshotWorkers(res.GetResyncWorkerIds())
 		}
 	}()

@@ -86,6 +86,11 @@ func (a agentAPI) PublishKVEvents(stream grpc.BidiStreamingServer[stratav1.Publi
 		}
 	}()
 	pending := map[string]bool{} // unknown workers to ask for a snapshot once known
+	// Workers this stream carries, and when each was last asked for a
+	// snapshot: a request, or the snapshot answering it, can be lost (a
+	// reconnect, a batch that raced the brain learning of the worker), so a
+	// worker still waiting is asked again, at most once a second.
+	asked := map[string]time.Time{}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -107,8 +112,16 @@ func (a agentAPI) PublishKVEvents(stream grpc.BidiStreamingServer[stratav1.Publi
 					delete(pending, id)
 				}
 			}
+			for id, at := range asked {
+				if time.Since(at) > time.Second && a.s.kv.AwaitingSnapshot(id) && !slices.Contains(resync, id) {
+					resync = append(resync, id)
+				}
+			}
 		case req := <-reqs:
 			b := req.GetBatch()
+			if _, ok := asked[b.GetWorkerId()]; !ok {
+				asked[b.GetWorkerId()] = time.Time{}
+			}
 			// An agent speaks only for the workers placed on its node.
 			var owner string
 			a.s.fsm.Read(func(v *fsm.View) { owner = v.Workers[b.GetWorkerId()].GetNodeId() })
@@ -128,7 +141,12 @@ func (a agentAPI) PublishKVEvents(stream grpc.BidiStreamingServer[stratav1.Publi
 			}
 		}
 		if len(resync) > 0 {
+			now := time.Now()
+			for _, id := range resync {
+				asked[id] = now
+			}
 			slices.Sort(resync)
+			a.s.log.Debug("asking an agent for KV snapshots", "workers", resync)
 			if err := stream.Send(&stratav1.PublishKVEventsResponse{ResyncWorkerIds: resync}); err != nil {
 				return err
 			}

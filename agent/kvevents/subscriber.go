@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,8 +18,11 @@ import (
 // Subscriber defaults.
 const (
 	DefaultReplayTimeout = 2 * time.Second
-	DefaultMinBackoff    = 100 * time.Millisecond
-	DefaultMaxBackoff    = 5 * time.Second
+	// DefaultCatchUpInterval: how long a quiet stream waits before asking
+	// the replay socket whether it missed the last batches.
+	DefaultCatchUpInterval = time.Second
+	DefaultMinBackoff      = 100 * time.Millisecond
+	DefaultMaxBackoff      = 5 * time.Second
 )
 
 // endSeq is the sequence frame of the message that ends a replay: vLLM's
@@ -48,6 +52,12 @@ type SubscriberConfig struct {
 	Logger *slog.Logger
 	// ReplayTimeout bounds one replay request, connection included.
 	ReplayTimeout time.Duration
+	// CatchUpInterval: after this long without a live message, the
+	// subscriber replays from the next expected sequence. A gap is otherwise
+	// seen only when a later message arrives, and the batches published while
+	// a new SUB's subscription was still propagating (ZeroMQ's slow joiner)
+	// are lost for good if the engine then goes quiet.
+	CatchUpInterval time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnections; the
 	// wait doubles after each failure and is reset once messages flow.
 	MinBackoff, MaxBackoff time.Duration
@@ -138,6 +148,9 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CatchUpInterval <= 0 {
+		cfg.CatchUpInterval = DefaultCatchUpInterval
 	}
 	if cfg.ReplayTimeout <= 0 {
 		cfg.ReplayTimeout = DefaultReplayTimeout
@@ -242,14 +255,66 @@ func (s *Subscriber) session(ctx context.Context) (received bool, err error) {
 	s.log.Info("kv event stream connected")
 	s.em.resync()
 	s.next = 0
-	for {
-		msg, err := sub.Recv()
-		if err != nil {
-			return received, fmt.Errorf("receive: %w", err)
+	msgs := make(chan zmq4.Msg)
+	errs := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := sub.Recv()
+			if err != nil {
+				errs <- err
+				return
+			}
+			select {
+			case msgs <- msg:
+			case <-ctx.Done():
+				return
+			}
 		}
-		received = true
-		s.messages.Add(1)
-		s.handle(ctx, msg.Frames)
+	}()
+	tick := time.NewTicker(s.cfg.CatchUpInterval)
+	defer tick.Stop()
+	quiet := false
+	for {
+		select {
+		case msg := <-msgs:
+			received, quiet = true, false
+			s.messages.Add(1)
+			s.handle(ctx, msg.Frames)
+		case err := <-errs:
+			return received, fmt.Errorf("receive: %w", err)
+		case <-tick.C:
+			if quiet {
+				s.catchUp(ctx)
+			}
+			quiet = true
+		}
+	}
+}
+
+// catchUp applies the batches the engine published from the next expected
+// sequence on that the live stream did not deliver. A replay that fails is
+// not an error: the next live message still reveals any gap.
+func (s *Subscriber) catchUp(ctx context.Context) {
+	if s.cfg.ReplayEndpoint == "" {
+		return
+	}
+	got, err := s.replay(ctx, s.next, math.MaxUint64)
+	if err != nil {
+		return
+	}
+	for _, e := range got {
+		if e.seq < s.next {
+			continue
+		}
+		if e.seq > s.next {
+			// Batches between fell out of the engine's replay buffer.
+			s.replayFailures.Add(1)
+			s.log.Warn("kv events lost and not replayable: resync", "from", s.next, "to", e.seq)
+			s.em.resync()
+		}
+		s.applyPayload(e.payload)
+		s.replayed.Add(1)
+		s.next = e.seq + 1
 	}
 }
 

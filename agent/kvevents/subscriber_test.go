@@ -275,6 +275,9 @@ func startSubscriber(t *testing.T, b *brain, endpoint, replayEndpoint, topic str
 		MinBackoff:     10 * time.Millisecond,
 		MaxBackoff:     50 * time.Millisecond,
 		FlushInterval:  time.Millisecond,
+		// Tests that count replay requests must not see catch-ups; the
+		// catch-up test sets its own interval.
+		CatchUpInterval: time.Hour,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -369,6 +372,21 @@ func TestSubscriberGapReplayed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSubscriberCatchesUpWhenQuiet: batches the live stream never delivered
+// (published before the subscription took, ZeroMQ's slow joiner) and not
+// followed by any other are fetched from the replay socket once the stream
+// has been quiet for CatchUpInterval.
+func TestSubscriberCatchesUpWhenQuiet(t *testing.T) {
+	b := newBrain(t)
+	f := startFake(t, nil)
+	startSubscriber(t, b, f.endpoint, f.replayEndpoint, f.topic, func(c *SubscriberConfig) { c.CatchUpInterval = 20 * time.Millisecond })
+	f.waitSubscribed(t)
+	p := newPrompt(1, 4, 16)
+	f.publish(t, 0, p.payload(t, 0, 2), false) // lost, and nothing follows
+	f.publish(t, 1, p.payload(t, 2, 4), false)
+	b.wantIndex(t, p.seqs(4))
 }
 
 func TestSubscriberGapNotReplayable(t *testing.T) {

@@ -535,3 +535,21 @@ func (x *Index) Known(workerID string) bool {
 	_, ok := x.byID[workerID]
 	return ok
 }
+
+// AwaitingSnapshot says whether the index ignores the worker's events until
+// a snapshot arrives (never synced, or a gap since).
+func (x *Index) AwaitingSnapshot(workerID string) bool {
+	x.mu.RLock()
+	w := x.byID[workerID]
+	var m *model
+	if w != nil {
+		m = x.models[w.model]
+	}
+	x.mu.RUnlock()
+	if w == nil {
+		return false
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return !w.synced || w.resync
+}
