@@ -25,6 +25,13 @@ import (
 
 const opsToken = "test-ops-token"
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.KillStrayProcesses()
+	testutil.CleanupBinary()
+	os.Exit(code)
+}
+
 func testLogger() *slog.Logger {
 	if os.Getenv("STRATA_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -5,7 +5,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -44,5 +46,27 @@ func StrataBinary(t testing.TB) string {
 func CleanupBinary() {
 	if build.dir != "" {
 		_ = os.RemoveAll(build.dir)
+	}
+}
+
+// KillStrayProcesses kills every process still running the binary that
+// StrataBinary built. Engines run in their own process groups and outlive
+// an agent on purpose, so a test that fails before its cleanup leaves
+// them behind, holding ports the next tests place engines on. Call it from
+// TestMain after m.Run, before CleanupBinary.
+func KillStrayProcesses() {
+	if build.path == "" {
+		return
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, exe := range procs {
+		target, err := os.Readlink(exe)
+		if err != nil || target != build.path {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(exe)))
+		if err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
