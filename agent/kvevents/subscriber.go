@@ -292,14 +292,29 @@ func (s *Subscriber) session(ctx context.Context) (received bool, err error) {
 }
 
 // catchUp applies the batches the engine published from the next expected
-// sequence on that the live stream did not deliver. A replay that fails is
-// not an error: the next live message still reveals any gap.
+// sequence on that the live stream did not deliver. It asks for the last
+// batch applied too: if the engine no longer has it, the engine restarted
+// (its sequence starts over) without the connection showing it, and the
+// worker's blocks are gone — resync, and the next quiet tick replays the
+// new engine from 0. A replay that fails is not an error: the next live
+// message still reveals any gap.
 func (s *Subscriber) catchUp(ctx context.Context) {
 	if s.cfg.ReplayEndpoint == "" {
 		return
 	}
-	got, err := s.replay(ctx, s.next, math.MaxUint64)
+	from := s.next
+	if from > 0 {
+		from--
+	}
+	got, err := s.replay(ctx, from, math.MaxUint64)
 	if err != nil {
+		return
+	}
+	if s.next > 0 && (len(got) == 0 || got[0].seq != from) {
+		s.restarts.Add(1)
+		s.log.Warn("kv event replay lacks the last batch applied: engine restarted", "seq", from)
+		s.em.resync()
+		s.next = 0
 		return
 	}
 	for _, e := range got {

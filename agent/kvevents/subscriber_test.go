@@ -548,3 +548,21 @@ func TestSubscriberReconnects(t *testing.T) {
 		t.Fatalf("%d AllBlocksCleared after the engine left, want %d", c, clears+1)
 	}
 }
+
+// TestSubscriberNoticesQuietRestart: an engine that restarts and then stays
+// quiet is noticed by the catch-up replay (the last applied batch is gone),
+// and the worker's blocks are cleared.
+func TestSubscriberNoticesQuietRestart(t *testing.T) {
+	b := newBrain(t)
+	f := startFake(t, nil)
+	startSubscriber(t, b, f.endpoint, f.replayEndpoint, f.topic, func(c *SubscriberConfig) { c.CatchUpInterval = 20 * time.Millisecond })
+	f.waitSubscribed(t)
+	p := newPrompt(1, 2, 16)
+	f.publish(t, 0, p.payload(t, 0, 2), true)
+	b.wantIndex(t, p.seqs(2))
+	// The "restart": the replay buffer loses everything; nothing is published.
+	f.mu.Lock()
+	clear(f.ring)
+	f.mu.Unlock()
+	b.wantIndex(t, nil)
+}
