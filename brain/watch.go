@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/strata-llm/strata/brain/fsm"
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
@@ -31,10 +32,18 @@ func watch[M interface {
 	for {
 		changed, _ := s.fsm.Changed()
 		msg := build(s.fsm.View())
-		if !sameIgnoringIndex(msg, last) {
+		// Compare without the index, which moves with every heartbeat; the
+		// message is fresh, so its index can be cleared and put back
+		// instead of cloning a view of the whole cluster per change.
+		index := indexField(msg)
+		at := msg.ProtoReflect().Get(index)
+		msg.ProtoReflect().Clear(index)
+		if !last.ProtoReflect().IsValid() || !proto.Equal(msg, last) {
+			msg.ProtoReflect().Set(index, at)
 			if err := send(msg); err != nil {
 				return err
 			}
+			msg.ProtoReflect().Clear(index)
 			last = msg
 		}
 		select {
@@ -56,23 +65,8 @@ func watch[M interface {
 	}
 }
 
-func sameIgnoringIndex[M interface {
-	proto.Message
-	GetIndex() uint64
-}](a, b M) bool {
-	if !b.ProtoReflect().IsValid() {
-		return false
-	}
-	a2, b2 := proto.Clone(a), proto.Clone(b)
-	clearIndex(a2)
-	clearIndex(b2)
-	return proto.Equal(a2, b2)
-}
-
-func clearIndex(m proto.Message) {
-	if f := m.ProtoReflect().Descriptor().Fields().ByName("index"); f != nil {
-		m.ProtoReflect().Clear(f)
-	}
+func indexField(m proto.Message) protoreflect.FieldDescriptor {
+	return m.ProtoReflect().Descriptor().Fields().ByName("index")
 }
 
 // assignments is the desired state of one node: its workers as placed,
