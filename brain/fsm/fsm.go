@@ -157,8 +157,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if f.state.placementChanged {
 		f.state.PlacementIndex = l.Index
 	}
-	close(f.changed)
-	f.changed = make(chan struct{})
+	f.signalLocked()
 	return res
 }
 
@@ -166,6 +165,11 @@ func (f *FSM) bump(index uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.state.Index = index
+	f.signalLocked()
+}
+
+// signalLocked wakes everyone waiting on Changed; the caller holds f.mu.
+func (f *FSM) signalLocked() {
 	close(f.changed)
 	f.changed = make(chan struct{})
 }
@@ -230,8 +234,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.state = v
-	close(f.changed)
-	f.changed = make(chan struct{})
+	f.signalLocked()
 	return nil
 }
 
