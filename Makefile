@@ -78,13 +78,13 @@ run: build ## build, then run `strata sim` (a simulated vLLM) on :8000 in the fo
 		--kv-events-config '$(KV_EVENTS_CONFIG)'$(if $(SIM_FLAGS), $(SIM_FLAGS))
 
 .PHONY: test
-test: ## go vet (+ gofmt and golangci-lint unless LINT=0), then every test with -race
+test: test-deps ## install the test servers and files, go vet (+ gofmt and golangci-lint unless LINT=0), then every test with -race
 ifeq ($(LINT),0)
 	$(GO) vet ./...
 else
 	@$(MAKE) lint
 endif
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	STRATA_REQUIRE_TEST_DEPS=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## gofmt check, go vet and golangci-lint (pinned, self-installing)
@@ -144,3 +144,19 @@ $(eval $(call go-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/
 $(eval $(call go-tool,$(BUF),github.com/bufbuild/buf/cmd/buf,$(BUF_VERSION)))
 $(eval $(call go-tool,$(PROTOC_GEN_GO),google.golang.org/protobuf/cmd/protoc-gen-go,$(PROTOC_GEN_GO_VERSION)))
 $(eval $(call go-tool,$(PROTOC_GEN_GO_GRPC),google.golang.org/grpc/cmd/protoc-gen-go-grpc,$(PROTOC_GEN_GO_GRPC_VERSION)))
+
+# ---- test dependencies ------------------------------------------------------
+# Real parts the tests run against (servers, model files), installed into
+# bin/ or a git-ignored cache. Each block below appends its target to
+# TEST_DEPS. A test whose dependency is missing skips with a message naming
+# the target to run, except under `make test`, which sets
+# STRATA_REQUIRE_TEST_DEPS=1 so that a missing part fails instead.
+TEST_DEPS :=
+
+# -- tokenizer files (issue #6) --
+
+# -- MinIO and Azurite (issue #8) --
+
+
+.PHONY: test-deps
+test-deps: $(TEST_DEPS) ## install what the tests run against (also run by `make test`)
