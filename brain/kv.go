@@ -154,15 +154,107 @@ func (a agentAPI) PublishKVEvents(stream grpc.BidiStreamingServer[stratav1.Publi
 	}
 }
 
-// Score answers from this replica's index.
-func (g gatewayAPI) Score(_ context.Context, req *stratav1.ScoreRequest) (*stratav1.ScoreResponse, error) {
+// checkScore validates a Score query.
+func checkScore(req *stratav1.ScoreRequest) error {
 	if req.GetModel() == "" {
-		return nil, invalid("model is required")
+		return invalid("model is required")
 	}
 	if n := len(req.GetSeqHashes()); n > maxScoreHashes {
-		return nil, invalid("%d hashes: at most %d", n, maxScoreHashes)
+		return invalid("%d hashes: at most %d", n, maxScoreHashes)
+	}
+	return nil
+}
+
+// Score answers from this replica's index.
+func (g gatewayAPI) Score(_ context.Context, req *stratav1.ScoreRequest) (*stratav1.ScoreResponse, error) {
+	if err := checkScore(req); err != nil {
+		return nil, err
 	}
 	return &stratav1.ScoreResponse{Scores: g.s.kv.Score(req.GetModel(), req.GetSeqHashes())}, nil
+}
+
+// maxStreamWorkers bounds the worker numbering one ScoreStream remembers:
+// when an answer could take it past the bound (workers churned for a long
+// time), the numbering starts over with that answer.
+const maxStreamWorkers = 1 << 16
+
+// ScoreStream answers queries one after the other as they arrive, in the
+// stream's compact form: workers by number, grouped by equal counts. It
+// reuses one request, one answer and its buffers for the stream's life (the
+// answer is marshalled by Send before the next query overwrites it), so a
+// query costs no allocation here beyond gRPC's own.
+func (g gatewayAPI) ScoreStream(stream grpc.BidiStreamingServer[stratav1.ScoreStreamRequest, stratav1.ScoreStreamResponse]) error {
+	var (
+		req     stratav1.ScoreStreamRequest
+		res     stratav1.ScoreStreamResponse
+		matches []kvindex.Match
+		enc     = scoreEncoder{limit: maxStreamWorkers}
+	)
+	for {
+		if err := stream.RecvMsg(&req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		q := req.GetQuery()
+		res.Id, res.Error = req.GetId(), ""
+		if err := checkScore(q); err != nil {
+			res.Error = status.Convert(err).Message()
+			enc.encode(&res, nil)
+		} else {
+			matches = g.s.kv.ScoreInto(matches[:0], q.GetModel(), q.GetSeqHashes())
+			enc.encode(&res, matches)
+		}
+		if err := stream.Send(&res); err != nil {
+			return err
+		}
+	}
+}
+
+// scoreEncoder writes matches into a ScoreStreamResponse, numbering the
+// stream's workers and grouping equal counts. Its buffers live as long as
+// the stream.
+type scoreEncoder struct {
+	limit  int // workers numbered before the numbering starts over
+	nums   map[string]uint32
+	groups []*stratav1.ScoreGroup // allocated once each, reused
+	byKey  map[[4]uint32]int
+}
+
+func (e *scoreEncoder) encode(res *stratav1.ScoreStreamResponse, matches []kvindex.Match) {
+	if e.nums == nil {
+		e.nums, e.byKey = map[string]uint32{}, map[[4]uint32]int{}
+	}
+	res.NewWorkers, res.ResetWorkers = res.NewWorkers[:0], false
+	if len(e.nums)+len(matches) > e.limit {
+		clear(e.nums)
+		res.ResetWorkers = true
+	}
+	clear(e.byKey)
+	used := 0
+	for _, m := range matches {
+		num, ok := e.nums[m.WorkerID]
+		if !ok {
+			num = uint32(len(e.nums))
+			e.nums[m.WorkerID] = num
+			res.NewWorkers = append(res.NewWorkers, m.WorkerID)
+		}
+		key := [4]uint32{m.GPU, m.CPU, m.Disk, m.Remote}
+		gi, ok := e.byKey[key]
+		if !ok {
+			gi = used
+			used++
+			e.byKey[key] = gi
+			if gi == len(e.groups) {
+				e.groups = append(e.groups, &stratav1.ScoreGroup{})
+			}
+			g := e.groups[gi]
+			g.Gpu, g.Cpu, g.Disk, g.Remote, g.Workers = m.GPU, m.CPU, m.Disk, m.Remote, g.Workers[:0]
+		}
+		e.groups[gi].Workers = append(e.groups[gi].Workers, num)
+	}
+	res.Groups = e.groups[:used]
 }
 
 // KVIndexStats answers from this replica's index.

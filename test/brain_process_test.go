@@ -39,7 +39,7 @@ type brainProc struct {
 	cmd              *exec.Cmd
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -49,7 +49,7 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func (b *brainProc) start(t *testing.T) {
+func (b *brainProc) start(t testing.TB) {
 	t.Helper()
 	logf, err := os.OpenFile(b.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -92,7 +92,7 @@ func (b *brainProc) health() (health, error) {
 
 // waitLeader waits until every process in procs reports the same leader,
 // one of procs, and returns it.
-func waitLeader(t *testing.T, timeout time.Duration, procs ...*brainProc) *brainProc {
+func waitLeader(t testing.TB, timeout time.Duration, procs ...*brainProc) *brainProc {
 	t.Helper()
 	var leader *brainProc
 	testutil.WaitForResult(t, timeout, func() error {
@@ -119,7 +119,7 @@ func waitLeader(t *testing.T, timeout time.Duration, procs ...*brainProc) *brain
 	return leader
 }
 
-func admin(t *testing.T, p *brainProc) stratav1.AdminServiceClient {
+func admin(t testing.TB, p *brainProc) stratav1.AdminServiceClient {
 	t.Helper()
 	opts, err := auth.DialOptions(processToken, auth.TLSFiles{})
 	if err != nil {

@@ -1013,6 +1013,222 @@ func (x *ScoreResponse) GetScores() []*WorkerScore {
 	return nil
 }
 
+type ScoreStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the caller to match the answer to the query.
+	Id            uint64        `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Query         *ScoreRequest `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoreStreamRequest) Reset() {
+	*x = ScoreStreamRequest{}
+	mi := &file_strata_v1_brain_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoreStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoreStreamRequest) ProtoMessage() {}
+
+func (x *ScoreStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_brain_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoreStreamRequest.ProtoReflect.Descriptor instead.
+func (*ScoreStreamRequest) Descriptor() ([]byte, []int) {
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ScoreStreamRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ScoreStreamRequest) GetQuery() *ScoreRequest {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+type ScoreStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Set when the query was invalid (the status a unary Score would have
+	// answered with, as text); the stream stays open.
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// The stream numbers workers instead of repeating their ids: worker ids
+	// used for the first time on this stream, numbered in order from the
+	// count already sent (the first answer's first is 0). With
+	// reset_workers, the numbering starts again at 0 with this answer's list
+	// (the brain bounds what it remembers per stream).
+	NewWorkers   []string `protobuf:"bytes,3,rep,name=new_workers,json=newWorkers,proto3" json:"new_workers,omitempty"`
+	ResetWorkers bool     `protobuf:"varint,4,opt,name=reset_workers,json=resetWorkers,proto3" json:"reset_workers,omitempty"`
+	// The matching workers, grouped by equal counts: with a prefix every
+	// worker holds (a shared system prompt), one group carries them all.
+	Groups        []*ScoreGroup `protobuf:"bytes,5,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoreStreamResponse) Reset() {
+	*x = ScoreStreamResponse{}
+	mi := &file_strata_v1_brain_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoreStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoreStreamResponse) ProtoMessage() {}
+
+func (x *ScoreStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_brain_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoreStreamResponse.ProtoReflect.Descriptor instead.
+func (*ScoreStreamResponse) Descriptor() ([]byte, []int) {
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ScoreStreamResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ScoreStreamResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ScoreStreamResponse) GetNewWorkers() []string {
+	if x != nil {
+		return x.NewWorkers
+	}
+	return nil
+}
+
+func (x *ScoreStreamResponse) GetResetWorkers() bool {
+	if x != nil {
+		return x.ResetWorkers
+	}
+	return false
+}
+
+func (x *ScoreStreamResponse) GetGroups() []*ScoreGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// ScoreGroup is workers with the same leading blocks per tier.
+type ScoreGroup struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Gpu    uint32                 `protobuf:"varint,1,opt,name=gpu,proto3" json:"gpu,omitempty"`
+	Cpu    uint32                 `protobuf:"varint,2,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	Disk   uint32                 `protobuf:"varint,3,opt,name=disk,proto3" json:"disk,omitempty"`
+	Remote uint32                 `protobuf:"varint,4,opt,name=remote,proto3" json:"remote,omitempty"`
+	// Worker numbers of the stream (ScoreStreamResponse.new_workers).
+	Workers       []uint32 `protobuf:"varint,5,rep,packed,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoreGroup) Reset() {
+	*x = ScoreGroup{}
+	mi := &file_strata_v1_brain_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoreGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoreGroup) ProtoMessage() {}
+
+func (x *ScoreGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_brain_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoreGroup.ProtoReflect.Descriptor instead.
+func (*ScoreGroup) Descriptor() ([]byte, []int) {
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ScoreGroup) GetGpu() uint32 {
+	if x != nil {
+		return x.Gpu
+	}
+	return 0
+}
+
+func (x *ScoreGroup) GetCpu() uint32 {
+	if x != nil {
+		return x.Cpu
+	}
+	return 0
+}
+
+func (x *ScoreGroup) GetDisk() uint32 {
+	if x != nil {
+		return x.Disk
+	}
+	return 0
+}
+
+func (x *ScoreGroup) GetRemote() uint32 {
+	if x != nil {
+		return x.Remote
+	}
+	return 0
+}
+
+func (x *ScoreGroup) GetWorkers() []uint32 {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
 type ApplyDeploymentRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *DeploymentSpec        `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -1022,7 +1238,7 @@ type ApplyDeploymentRequest struct {
 
 func (x *ApplyDeploymentRequest) Reset() {
 	*x = ApplyDeploymentRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[17]
+	mi := &file_strata_v1_brain_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1250,7 @@ func (x *ApplyDeploymentRequest) String() string {
 func (*ApplyDeploymentRequest) ProtoMessage() {}
 
 func (x *ApplyDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[17]
+	mi := &file_strata_v1_brain_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1263,7 @@ func (x *ApplyDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*ApplyDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{17}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApplyDeploymentRequest) GetSpec() *DeploymentSpec {
@@ -1068,7 +1284,7 @@ type ApplyDeploymentResponse struct {
 
 func (x *ApplyDeploymentResponse) Reset() {
 	*x = ApplyDeploymentResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[18]
+	mi := &file_strata_v1_brain_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1296,7 @@ func (x *ApplyDeploymentResponse) String() string {
 func (*ApplyDeploymentResponse) ProtoMessage() {}
 
 func (x *ApplyDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[18]
+	mi := &file_strata_v1_brain_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1309,7 @@ func (x *ApplyDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*ApplyDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{18}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApplyDeploymentResponse) GetDeployment() *Deployment {
@@ -1119,7 +1335,7 @@ type DeleteDeploymentRequest struct {
 
 func (x *DeleteDeploymentRequest) Reset() {
 	*x = DeleteDeploymentRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[19]
+	mi := &file_strata_v1_brain_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1347,7 @@ func (x *DeleteDeploymentRequest) String() string {
 func (*DeleteDeploymentRequest) ProtoMessage() {}
 
 func (x *DeleteDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[19]
+	mi := &file_strata_v1_brain_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1360,7 @@ func (x *DeleteDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{19}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteDeploymentRequest) GetName() string {
@@ -1162,7 +1378,7 @@ type DeleteDeploymentResponse struct {
 
 func (x *DeleteDeploymentResponse) Reset() {
 	*x = DeleteDeploymentResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[20]
+	mi := &file_strata_v1_brain_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1390,7 @@ func (x *DeleteDeploymentResponse) String() string {
 func (*DeleteDeploymentResponse) ProtoMessage() {}
 
 func (x *DeleteDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[20]
+	mi := &file_strata_v1_brain_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1403,7 @@ func (x *DeleteDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{20}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{23}
 }
 
 type ListNodesRequest struct {
@@ -1198,7 +1414,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[21]
+	mi := &file_strata_v1_brain_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1426,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[21]
+	mi := &file_strata_v1_brain_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1439,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{21}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{24}
 }
 
 type ListNodesResponse struct {
@@ -1236,7 +1452,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[22]
+	mi := &file_strata_v1_brain_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1464,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[22]
+	mi := &file_strata_v1_brain_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1477,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{22}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1289,7 +1505,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[23]
+	mi := &file_strata_v1_brain_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1517,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[23]
+	mi := &file_strata_v1_brain_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1530,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{23}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListWorkersRequest) GetDeployment() string {
@@ -1341,7 +1557,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[24]
+	mi := &file_strata_v1_brain_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1569,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[24]
+	mi := &file_strata_v1_brain_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1582,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{24}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -1391,7 +1607,7 @@ type ListDeploymentsRequest struct {
 
 func (x *ListDeploymentsRequest) Reset() {
 	*x = ListDeploymentsRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[25]
+	mi := &file_strata_v1_brain_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1619,7 @@ func (x *ListDeploymentsRequest) String() string {
 func (*ListDeploymentsRequest) ProtoMessage() {}
 
 func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[25]
+	mi := &file_strata_v1_brain_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1632,7 @@ func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{25}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{28}
 }
 
 type ListDeploymentsResponse struct {
@@ -1429,7 +1645,7 @@ type ListDeploymentsResponse struct {
 
 func (x *ListDeploymentsResponse) Reset() {
 	*x = ListDeploymentsResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[26]
+	mi := &file_strata_v1_brain_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1657,7 @@ func (x *ListDeploymentsResponse) String() string {
 func (*ListDeploymentsResponse) ProtoMessage() {}
 
 func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[26]
+	mi := &file_strata_v1_brain_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1670,7 @@ func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{26}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListDeploymentsResponse) GetDeployments() []*Deployment {
@@ -1482,7 +1698,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[27]
+	mi := &file_strata_v1_brain_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1710,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[27]
+	mi := &file_strata_v1_brain_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1723,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{27}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DrainNodeRequest) GetNodeId() string {
@@ -1533,7 +1749,7 @@ type DrainNodeResponse struct {
 
 func (x *DrainNodeResponse) Reset() {
 	*x = DrainNodeResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[28]
+	mi := &file_strata_v1_brain_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1761,7 @@ func (x *DrainNodeResponse) String() string {
 func (*DrainNodeResponse) ProtoMessage() {}
 
 func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[28]
+	mi := &file_strata_v1_brain_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1774,7 @@ func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{28}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DrainNodeResponse) GetNode() *Node {
@@ -1576,7 +1792,7 @@ type RaftStatusRequest struct {
 
 func (x *RaftStatusRequest) Reset() {
 	*x = RaftStatusRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[29]
+	mi := &file_strata_v1_brain_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1804,7 @@ func (x *RaftStatusRequest) String() string {
 func (*RaftStatusRequest) ProtoMessage() {}
 
 func (x *RaftStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[29]
+	mi := &file_strata_v1_brain_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1817,7 @@ func (x *RaftStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatusRequest.ProtoReflect.Descriptor instead.
 func (*RaftStatusRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{29}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{32}
 }
 
 // RaftServer is one member of the Raft configuration.
@@ -1620,7 +1836,7 @@ type RaftServer struct {
 
 func (x *RaftServer) Reset() {
 	*x = RaftServer{}
-	mi := &file_strata_v1_brain_proto_msgTypes[30]
+	mi := &file_strata_v1_brain_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1848,7 @@ func (x *RaftServer) String() string {
 func (*RaftServer) ProtoMessage() {}
 
 func (x *RaftServer) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[30]
+	mi := &file_strata_v1_brain_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1861,7 @@ func (x *RaftServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftServer.ProtoReflect.Descriptor instead.
 func (*RaftServer) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{30}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RaftServer) GetId() string {
@@ -1702,7 +1918,7 @@ type RaftStatusResponse struct {
 
 func (x *RaftStatusResponse) Reset() {
 	*x = RaftStatusResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[31]
+	mi := &file_strata_v1_brain_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1930,7 @@ func (x *RaftStatusResponse) String() string {
 func (*RaftStatusResponse) ProtoMessage() {}
 
 func (x *RaftStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[31]
+	mi := &file_strata_v1_brain_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1943,7 @@ func (x *RaftStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatusResponse.ProtoReflect.Descriptor instead.
 func (*RaftStatusResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{31}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RaftStatusResponse) GetId() string {
@@ -1809,7 +2025,7 @@ type AddPeerRequest struct {
 
 func (x *AddPeerRequest) Reset() {
 	*x = AddPeerRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[32]
+	mi := &file_strata_v1_brain_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +2037,7 @@ func (x *AddPeerRequest) String() string {
 func (*AddPeerRequest) ProtoMessage() {}
 
 func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[32]
+	mi := &file_strata_v1_brain_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +2050,7 @@ func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddPeerRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{32}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AddPeerRequest) GetMember() *BrainMember {
@@ -1854,7 +2070,7 @@ type AddPeerResponse struct {
 
 func (x *AddPeerResponse) Reset() {
 	*x = AddPeerResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[33]
+	mi := &file_strata_v1_brain_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +2082,7 @@ func (x *AddPeerResponse) String() string {
 func (*AddPeerResponse) ProtoMessage() {}
 
 func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[33]
+	mi := &file_strata_v1_brain_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +2095,7 @@ func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddPeerResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{33}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AddPeerResponse) GetChanged() bool {
@@ -1898,7 +2114,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[34]
+	mi := &file_strata_v1_brain_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2126,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[34]
+	mi := &file_strata_v1_brain_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2139,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{34}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -1941,7 +2157,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[35]
+	mi := &file_strata_v1_brain_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2169,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[35]
+	mi := &file_strata_v1_brain_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2182,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{35}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{38}
 }
 
 type KVIndexStatsRequest struct {
@@ -1977,7 +2193,7 @@ type KVIndexStatsRequest struct {
 
 func (x *KVIndexStatsRequest) Reset() {
 	*x = KVIndexStatsRequest{}
-	mi := &file_strata_v1_brain_proto_msgTypes[36]
+	mi := &file_strata_v1_brain_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2205,7 @@ func (x *KVIndexStatsRequest) String() string {
 func (*KVIndexStatsRequest) ProtoMessage() {}
 
 func (x *KVIndexStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[36]
+	mi := &file_strata_v1_brain_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2218,7 @@ func (x *KVIndexStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVIndexStatsRequest.ProtoReflect.Descriptor instead.
 func (*KVIndexStatsRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{36}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{39}
 }
 
 // KVWorkerStats is one worker's part of a replica's KV index.
@@ -2024,7 +2240,7 @@ type KVWorkerStats struct {
 
 func (x *KVWorkerStats) Reset() {
 	*x = KVWorkerStats{}
-	mi := &file_strata_v1_brain_proto_msgTypes[37]
+	mi := &file_strata_v1_brain_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2252,7 @@ func (x *KVWorkerStats) String() string {
 func (*KVWorkerStats) ProtoMessage() {}
 
 func (x *KVWorkerStats) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[37]
+	mi := &file_strata_v1_brain_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2265,7 @@ func (x *KVWorkerStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVWorkerStats.ProtoReflect.Descriptor instead.
 func (*KVWorkerStats) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{37}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *KVWorkerStats) GetWorkerId() string {
@@ -2112,7 +2328,7 @@ type KVModelStats struct {
 
 func (x *KVModelStats) Reset() {
 	*x = KVModelStats{}
-	mi := &file_strata_v1_brain_proto_msgTypes[38]
+	mi := &file_strata_v1_brain_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2340,7 @@ func (x *KVModelStats) String() string {
 func (*KVModelStats) ProtoMessage() {}
 
 func (x *KVModelStats) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[38]
+	mi := &file_strata_v1_brain_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2353,7 @@ func (x *KVModelStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVModelStats.ProtoReflect.Descriptor instead.
 func (*KVModelStats) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{38}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *KVModelStats) GetModel() string {
@@ -2166,7 +2382,7 @@ type KVIndexStatsResponse struct {
 
 func (x *KVIndexStatsResponse) Reset() {
 	*x = KVIndexStatsResponse{}
-	mi := &file_strata_v1_brain_proto_msgTypes[39]
+	mi := &file_strata_v1_brain_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +2394,7 @@ func (x *KVIndexStatsResponse) String() string {
 func (*KVIndexStatsResponse) ProtoMessage() {}
 
 func (x *KVIndexStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_brain_proto_msgTypes[39]
+	mi := &file_strata_v1_brain_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +2407,7 @@ func (x *KVIndexStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVIndexStatsResponse.ProtoReflect.Descriptor instead.
 func (*KVIndexStatsResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_brain_proto_rawDescGZIP(), []int{39}
+	return file_strata_v1_brain_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *KVIndexStatsResponse) GetBrainId() string {
@@ -2293,7 +2509,24 @@ const file_strata_v1_brain_proto_rawDesc = "" +
 	"\x04disk\x18\x04 \x01(\rR\x04disk\x12\x16\n" +
 	"\x06remote\x18\x05 \x01(\rR\x06remote\"?\n" +
 	"\rScoreResponse\x12.\n" +
-	"\x06scores\x18\x01 \x03(\v2\x16.strata.v1.WorkerScoreR\x06scores\"G\n" +
+	"\x06scores\x18\x01 \x03(\v2\x16.strata.v1.WorkerScoreR\x06scores\"S\n" +
+	"\x12ScoreStreamRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
+	"\x05query\x18\x02 \x01(\v2\x17.strata.v1.ScoreRequestR\x05query\"\xb0\x01\n" +
+	"\x13ScoreStreamResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1f\n" +
+	"\vnew_workers\x18\x03 \x03(\tR\n" +
+	"newWorkers\x12#\n" +
+	"\rreset_workers\x18\x04 \x01(\bR\fresetWorkers\x12-\n" +
+	"\x06groups\x18\x05 \x03(\v2\x15.strata.v1.ScoreGroupR\x06groups\"v\n" +
+	"\n" +
+	"ScoreGroup\x12\x10\n" +
+	"\x03gpu\x18\x01 \x01(\rR\x03gpu\x12\x10\n" +
+	"\x03cpu\x18\x02 \x01(\rR\x03cpu\x12\x12\n" +
+	"\x04disk\x18\x03 \x01(\rR\x04disk\x12\x16\n" +
+	"\x06remote\x18\x04 \x01(\rR\x06remote\x12\x18\n" +
+	"\aworkers\x18\x05 \x03(\rR\aworkers\"G\n" +
 	"\x16ApplyDeploymentRequest\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.strata.v1.DeploymentSpecR\x04spec\"j\n" +
 	"\x17ApplyDeploymentResponse\x125\n" +
@@ -2375,10 +2608,11 @@ const file_strata_v1_brain_proto_rawDesc = "" +
 	"\bRegister\x12\x1a.strata.v1.RegisterRequest\x1a\x1b.strata.v1.RegisterResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.strata.v1.HeartbeatRequest\x1a\x1c.strata.v1.HeartbeatResponse\x12]\n" +
 	"\x10WatchAssignments\x12\".strata.v1.WatchAssignmentsRequest\x1a#.strata.v1.WatchAssignmentsResponse0\x01\x12\\\n" +
-	"\x0fPublishKVEvents\x12!.strata.v1.PublishKVEventsRequest\x1a\".strata.v1.PublishKVEventsResponse(\x010\x012\x9f\x01\n" +
+	"\x0fPublishKVEvents\x12!.strata.v1.PublishKVEventsRequest\x1a\".strata.v1.PublishKVEventsResponse(\x010\x012\xf1\x01\n" +
 	"\x0eGatewayService\x12Q\n" +
 	"\fWatchCluster\x12\x1e.strata.v1.WatchClusterRequest\x1a\x1f.strata.v1.WatchClusterResponse0\x01\x12:\n" +
-	"\x05Score\x12\x17.strata.v1.ScoreRequest\x1a\x18.strata.v1.ScoreResponse2\xa6\x06\n" +
+	"\x05Score\x12\x17.strata.v1.ScoreRequest\x1a\x18.strata.v1.ScoreResponse\x12P\n" +
+	"\vScoreStream\x12\x1d.strata.v1.ScoreStreamRequest\x1a\x1e.strata.v1.ScoreStreamResponse(\x010\x012\xa6\x06\n" +
 	"\fAdminService\x12X\n" +
 	"\x0fApplyDeployment\x12!.strata.v1.ApplyDeploymentRequest\x1a\".strata.v1.ApplyDeploymentResponse\x12[\n" +
 	"\x10DeleteDeployment\x12\".strata.v1.DeleteDeploymentRequest\x1a#.strata.v1.DeleteDeploymentResponse\x12F\n" +
@@ -2405,7 +2639,7 @@ func file_strata_v1_brain_proto_rawDescGZIP() []byte {
 	return file_strata_v1_brain_proto_rawDescData
 }
 
-var file_strata_v1_brain_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_strata_v1_brain_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_strata_v1_brain_proto_goTypes = []any{
 	(*RegisterRequest)(nil),          // 0: strata.v1.RegisterRequest
 	(*RegisterResponse)(nil),         // 1: strata.v1.RegisterResponse
@@ -2424,104 +2658,111 @@ var file_strata_v1_brain_proto_goTypes = []any{
 	(*ScoreRequest)(nil),             // 14: strata.v1.ScoreRequest
 	(*WorkerScore)(nil),              // 15: strata.v1.WorkerScore
 	(*ScoreResponse)(nil),            // 16: strata.v1.ScoreResponse
-	(*ApplyDeploymentRequest)(nil),   // 17: strata.v1.ApplyDeploymentRequest
-	(*ApplyDeploymentResponse)(nil),  // 18: strata.v1.ApplyDeploymentResponse
-	(*DeleteDeploymentRequest)(nil),  // 19: strata.v1.DeleteDeploymentRequest
-	(*DeleteDeploymentResponse)(nil), // 20: strata.v1.DeleteDeploymentResponse
-	(*ListNodesRequest)(nil),         // 21: strata.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 22: strata.v1.ListNodesResponse
-	(*ListWorkersRequest)(nil),       // 23: strata.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),      // 24: strata.v1.ListWorkersResponse
-	(*ListDeploymentsRequest)(nil),   // 25: strata.v1.ListDeploymentsRequest
-	(*ListDeploymentsResponse)(nil),  // 26: strata.v1.ListDeploymentsResponse
-	(*DrainNodeRequest)(nil),         // 27: strata.v1.DrainNodeRequest
-	(*DrainNodeResponse)(nil),        // 28: strata.v1.DrainNodeResponse
-	(*RaftStatusRequest)(nil),        // 29: strata.v1.RaftStatusRequest
-	(*RaftServer)(nil),               // 30: strata.v1.RaftServer
-	(*RaftStatusResponse)(nil),       // 31: strata.v1.RaftStatusResponse
-	(*AddPeerRequest)(nil),           // 32: strata.v1.AddPeerRequest
-	(*AddPeerResponse)(nil),          // 33: strata.v1.AddPeerResponse
-	(*RemovePeerRequest)(nil),        // 34: strata.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),       // 35: strata.v1.RemovePeerResponse
-	(*KVIndexStatsRequest)(nil),      // 36: strata.v1.KVIndexStatsRequest
-	(*KVWorkerStats)(nil),            // 37: strata.v1.KVWorkerStats
-	(*KVModelStats)(nil),             // 38: strata.v1.KVModelStats
-	(*KVIndexStatsResponse)(nil),     // 39: strata.v1.KVIndexStatsResponse
-	nil,                              // 40: strata.v1.RegisterRequest.LabelsEntry
-	(*Inventory)(nil),                // 41: strata.v1.Inventory
-	(*BrainMember)(nil),              // 42: strata.v1.BrainMember
-	(WorkerState)(0),                 // 43: strata.v1.WorkerState
-	(*WorkerLoad)(nil),               // 44: strata.v1.WorkerLoad
-	(*Worker)(nil),                   // 45: strata.v1.Worker
-	(*DeploymentSpec)(nil),           // 46: strata.v1.DeploymentSpec
-	(*KVEventBatch)(nil),             // 47: strata.v1.KVEventBatch
-	(DeploymentMode)(0),              // 48: strata.v1.DeploymentMode
-	(*Deployment)(nil),               // 49: strata.v1.Deployment
-	(*Node)(nil),                     // 50: strata.v1.Node
+	(*ScoreStreamRequest)(nil),       // 17: strata.v1.ScoreStreamRequest
+	(*ScoreStreamResponse)(nil),      // 18: strata.v1.ScoreStreamResponse
+	(*ScoreGroup)(nil),               // 19: strata.v1.ScoreGroup
+	(*ApplyDeploymentRequest)(nil),   // 20: strata.v1.ApplyDeploymentRequest
+	(*ApplyDeploymentResponse)(nil),  // 21: strata.v1.ApplyDeploymentResponse
+	(*DeleteDeploymentRequest)(nil),  // 22: strata.v1.DeleteDeploymentRequest
+	(*DeleteDeploymentResponse)(nil), // 23: strata.v1.DeleteDeploymentResponse
+	(*ListNodesRequest)(nil),         // 24: strata.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 25: strata.v1.ListNodesResponse
+	(*ListWorkersRequest)(nil),       // 26: strata.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),      // 27: strata.v1.ListWorkersResponse
+	(*ListDeploymentsRequest)(nil),   // 28: strata.v1.ListDeploymentsRequest
+	(*ListDeploymentsResponse)(nil),  // 29: strata.v1.ListDeploymentsResponse
+	(*DrainNodeRequest)(nil),         // 30: strata.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),        // 31: strata.v1.DrainNodeResponse
+	(*RaftStatusRequest)(nil),        // 32: strata.v1.RaftStatusRequest
+	(*RaftServer)(nil),               // 33: strata.v1.RaftServer
+	(*RaftStatusResponse)(nil),       // 34: strata.v1.RaftStatusResponse
+	(*AddPeerRequest)(nil),           // 35: strata.v1.AddPeerRequest
+	(*AddPeerResponse)(nil),          // 36: strata.v1.AddPeerResponse
+	(*RemovePeerRequest)(nil),        // 37: strata.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),       // 38: strata.v1.RemovePeerResponse
+	(*KVIndexStatsRequest)(nil),      // 39: strata.v1.KVIndexStatsRequest
+	(*KVWorkerStats)(nil),            // 40: strata.v1.KVWorkerStats
+	(*KVModelStats)(nil),             // 41: strata.v1.KVModelStats
+	(*KVIndexStatsResponse)(nil),     // 42: strata.v1.KVIndexStatsResponse
+	nil,                              // 43: strata.v1.RegisterRequest.LabelsEntry
+	(*Inventory)(nil),                // 44: strata.v1.Inventory
+	(*BrainMember)(nil),              // 45: strata.v1.BrainMember
+	(WorkerState)(0),                 // 46: strata.v1.WorkerState
+	(*WorkerLoad)(nil),               // 47: strata.v1.WorkerLoad
+	(*Worker)(nil),                   // 48: strata.v1.Worker
+	(*DeploymentSpec)(nil),           // 49: strata.v1.DeploymentSpec
+	(*KVEventBatch)(nil),             // 50: strata.v1.KVEventBatch
+	(DeploymentMode)(0),              // 51: strata.v1.DeploymentMode
+	(*Deployment)(nil),               // 52: strata.v1.Deployment
+	(*Node)(nil),                     // 53: strata.v1.Node
 }
 var file_strata_v1_brain_proto_depIdxs = []int32{
-	41, // 0: strata.v1.RegisterRequest.inventory:type_name -> strata.v1.Inventory
-	40, // 1: strata.v1.RegisterRequest.labels:type_name -> strata.v1.RegisterRequest.LabelsEntry
-	42, // 2: strata.v1.RegisterResponse.brains:type_name -> strata.v1.BrainMember
-	43, // 3: strata.v1.WorkerStatus.state:type_name -> strata.v1.WorkerState
-	44, // 4: strata.v1.WorkerStatus.load:type_name -> strata.v1.WorkerLoad
+	44, // 0: strata.v1.RegisterRequest.inventory:type_name -> strata.v1.Inventory
+	43, // 1: strata.v1.RegisterRequest.labels:type_name -> strata.v1.RegisterRequest.LabelsEntry
+	45, // 2: strata.v1.RegisterResponse.brains:type_name -> strata.v1.BrainMember
+	46, // 3: strata.v1.WorkerStatus.state:type_name -> strata.v1.WorkerState
+	47, // 4: strata.v1.WorkerStatus.load:type_name -> strata.v1.WorkerLoad
 	2,  // 5: strata.v1.HeartbeatRequest.workers:type_name -> strata.v1.WorkerStatus
-	45, // 6: strata.v1.Assignment.worker:type_name -> strata.v1.Worker
-	46, // 7: strata.v1.Assignment.spec:type_name -> strata.v1.DeploymentSpec
+	48, // 6: strata.v1.Assignment.worker:type_name -> strata.v1.Worker
+	49, // 7: strata.v1.Assignment.spec:type_name -> strata.v1.DeploymentSpec
 	6,  // 8: strata.v1.WatchAssignmentsResponse.assignments:type_name -> strata.v1.Assignment
-	47, // 9: strata.v1.PublishKVEventsRequest.batch:type_name -> strata.v1.KVEventBatch
-	48, // 10: strata.v1.ClusterModel.mode:type_name -> strata.v1.DeploymentMode
-	45, // 11: strata.v1.RoutableWorker.worker:type_name -> strata.v1.Worker
+	50, // 9: strata.v1.PublishKVEventsRequest.batch:type_name -> strata.v1.KVEventBatch
+	51, // 10: strata.v1.ClusterModel.mode:type_name -> strata.v1.DeploymentMode
+	48, // 11: strata.v1.RoutableWorker.worker:type_name -> strata.v1.Worker
 	11, // 12: strata.v1.WatchClusterResponse.models:type_name -> strata.v1.ClusterModel
 	12, // 13: strata.v1.WatchClusterResponse.workers:type_name -> strata.v1.RoutableWorker
 	15, // 14: strata.v1.ScoreResponse.scores:type_name -> strata.v1.WorkerScore
-	46, // 15: strata.v1.ApplyDeploymentRequest.spec:type_name -> strata.v1.DeploymentSpec
-	49, // 16: strata.v1.ApplyDeploymentResponse.deployment:type_name -> strata.v1.Deployment
-	50, // 17: strata.v1.ListNodesResponse.nodes:type_name -> strata.v1.Node
-	45, // 18: strata.v1.ListWorkersResponse.workers:type_name -> strata.v1.Worker
-	49, // 19: strata.v1.ListDeploymentsResponse.deployments:type_name -> strata.v1.Deployment
-	50, // 20: strata.v1.DrainNodeResponse.node:type_name -> strata.v1.Node
-	30, // 21: strata.v1.RaftStatusResponse.servers:type_name -> strata.v1.RaftServer
-	42, // 22: strata.v1.AddPeerRequest.member:type_name -> strata.v1.BrainMember
-	37, // 23: strata.v1.KVIndexStatsResponse.workers:type_name -> strata.v1.KVWorkerStats
-	38, // 24: strata.v1.KVIndexStatsResponse.models:type_name -> strata.v1.KVModelStats
-	0,  // 25: strata.v1.AgentService.Register:input_type -> strata.v1.RegisterRequest
-	3,  // 26: strata.v1.AgentService.Heartbeat:input_type -> strata.v1.HeartbeatRequest
-	5,  // 27: strata.v1.AgentService.WatchAssignments:input_type -> strata.v1.WatchAssignmentsRequest
-	8,  // 28: strata.v1.AgentService.PublishKVEvents:input_type -> strata.v1.PublishKVEventsRequest
-	10, // 29: strata.v1.GatewayService.WatchCluster:input_type -> strata.v1.WatchClusterRequest
-	14, // 30: strata.v1.GatewayService.Score:input_type -> strata.v1.ScoreRequest
-	17, // 31: strata.v1.AdminService.ApplyDeployment:input_type -> strata.v1.ApplyDeploymentRequest
-	19, // 32: strata.v1.AdminService.DeleteDeployment:input_type -> strata.v1.DeleteDeploymentRequest
-	21, // 33: strata.v1.AdminService.ListNodes:input_type -> strata.v1.ListNodesRequest
-	23, // 34: strata.v1.AdminService.ListWorkers:input_type -> strata.v1.ListWorkersRequest
-	25, // 35: strata.v1.AdminService.ListDeployments:input_type -> strata.v1.ListDeploymentsRequest
-	27, // 36: strata.v1.AdminService.DrainNode:input_type -> strata.v1.DrainNodeRequest
-	29, // 37: strata.v1.AdminService.RaftStatus:input_type -> strata.v1.RaftStatusRequest
-	32, // 38: strata.v1.AdminService.AddPeer:input_type -> strata.v1.AddPeerRequest
-	34, // 39: strata.v1.AdminService.RemovePeer:input_type -> strata.v1.RemovePeerRequest
-	36, // 40: strata.v1.AdminService.KVIndexStats:input_type -> strata.v1.KVIndexStatsRequest
-	1,  // 41: strata.v1.AgentService.Register:output_type -> strata.v1.RegisterResponse
-	4,  // 42: strata.v1.AgentService.Heartbeat:output_type -> strata.v1.HeartbeatResponse
-	7,  // 43: strata.v1.AgentService.WatchAssignments:output_type -> strata.v1.WatchAssignmentsResponse
-	9,  // 44: strata.v1.AgentService.PublishKVEvents:output_type -> strata.v1.PublishKVEventsResponse
-	13, // 45: strata.v1.GatewayService.WatchCluster:output_type -> strata.v1.WatchClusterResponse
-	16, // 46: strata.v1.GatewayService.Score:output_type -> strata.v1.ScoreResponse
-	18, // 47: strata.v1.AdminService.ApplyDeployment:output_type -> strata.v1.ApplyDeploymentResponse
-	20, // 48: strata.v1.AdminService.DeleteDeployment:output_type -> strata.v1.DeleteDeploymentResponse
-	22, // 49: strata.v1.AdminService.ListNodes:output_type -> strata.v1.ListNodesResponse
-	24, // 50: strata.v1.AdminService.ListWorkers:output_type -> strata.v1.ListWorkersResponse
-	26, // 51: strata.v1.AdminService.ListDeployments:output_type -> strata.v1.ListDeploymentsResponse
-	28, // 52: strata.v1.AdminService.DrainNode:output_type -> strata.v1.DrainNodeResponse
-	31, // 53: strata.v1.AdminService.RaftStatus:output_type -> strata.v1.RaftStatusResponse
-	33, // 54: strata.v1.AdminService.AddPeer:output_type -> strata.v1.AddPeerResponse
-	35, // 55: strata.v1.AdminService.RemovePeer:output_type -> strata.v1.RemovePeerResponse
-	39, // 56: strata.v1.AdminService.KVIndexStats:output_type -> strata.v1.KVIndexStatsResponse
-	41, // [41:57] is the sub-list for method output_type
-	25, // [25:41] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	14, // 15: strata.v1.ScoreStreamRequest.query:type_name -> strata.v1.ScoreRequest
+	19, // 16: strata.v1.ScoreStreamResponse.groups:type_name -> strata.v1.ScoreGroup
+	49, // 17: strata.v1.ApplyDeploymentRequest.spec:type_name -> strata.v1.DeploymentSpec
+	52, // 18: strata.v1.ApplyDeploymentResponse.deployment:type_name -> strata.v1.Deployment
+	53, // 19: strata.v1.ListNodesResponse.nodes:type_name -> strata.v1.Node
+	48, // 20: strata.v1.ListWorkersResponse.workers:type_name -> strata.v1.Worker
+	52, // 21: strata.v1.ListDeploymentsResponse.deployments:type_name -> strata.v1.Deployment
+	53, // 22: strata.v1.DrainNodeResponse.node:type_name -> strata.v1.Node
+	33, // 23: strata.v1.RaftStatusResponse.servers:type_name -> strata.v1.RaftServer
+	45, // 24: strata.v1.AddPeerRequest.member:type_name -> strata.v1.BrainMember
+	40, // 25: strata.v1.KVIndexStatsResponse.workers:type_name -> strata.v1.KVWorkerStats
+	41, // 26: strata.v1.KVIndexStatsResponse.models:type_name -> strata.v1.KVModelStats
+	0,  // 27: strata.v1.AgentService.Register:input_type -> strata.v1.RegisterRequest
+	3,  // 28: strata.v1.AgentService.Heartbeat:input_type -> strata.v1.HeartbeatRequest
+	5,  // 29: strata.v1.AgentService.WatchAssignments:input_type -> strata.v1.WatchAssignmentsRequest
+	8,  // 30: strata.v1.AgentService.PublishKVEvents:input_type -> strata.v1.PublishKVEventsRequest
+	10, // 31: strata.v1.GatewayService.WatchCluster:input_type -> strata.v1.WatchClusterRequest
+	14, // 32: strata.v1.GatewayService.Score:input_type -> strata.v1.ScoreRequest
+	17, // 33: strata.v1.GatewayService.ScoreStream:input_type -> strata.v1.ScoreStreamRequest
+	20, // 34: strata.v1.AdminService.ApplyDeployment:input_type -> strata.v1.ApplyDeploymentRequest
+	22, // 35: strata.v1.AdminService.DeleteDeployment:input_type -> strata.v1.DeleteDeploymentRequest
+	24, // 36: strata.v1.AdminService.ListNodes:input_type -> strata.v1.ListNodesRequest
+	26, // 37: strata.v1.AdminService.ListWorkers:input_type -> strata.v1.ListWorkersRequest
+	28, // 38: strata.v1.AdminService.ListDeployments:input_type -> strata.v1.ListDeploymentsRequest
+	30, // 39: strata.v1.AdminService.DrainNode:input_type -> strata.v1.DrainNodeRequest
+	32, // 40: strata.v1.AdminService.RaftStatus:input_type -> strata.v1.RaftStatusRequest
+	35, // 41: strata.v1.AdminService.AddPeer:input_type -> strata.v1.AddPeerRequest
+	37, // 42: strata.v1.AdminService.RemovePeer:input_type -> strata.v1.RemovePeerRequest
+	39, // 43: strata.v1.AdminService.KVIndexStats:input_type -> strata.v1.KVIndexStatsRequest
+	1,  // 44: strata.v1.AgentService.Register:output_type -> strata.v1.RegisterResponse
+	4,  // 45: strata.v1.AgentService.Heartbeat:output_type -> strata.v1.HeartbeatResponse
+	7,  // 46: strata.v1.AgentService.WatchAssignments:output_type -> strata.v1.WatchAssignmentsResponse
+	9,  // 47: strata.v1.AgentService.PublishKVEvents:output_type -> strata.v1.PublishKVEventsResponse
+	13, // 48: strata.v1.GatewayService.WatchCluster:output_type -> strata.v1.WatchClusterResponse
+	16, // 49: strata.v1.GatewayService.Score:output_type -> strata.v1.ScoreResponse
+	18, // 50: strata.v1.GatewayService.ScoreStream:output_type -> strata.v1.ScoreStreamResponse
+	21, // 51: strata.v1.AdminService.ApplyDeployment:output_type -> strata.v1.ApplyDeploymentResponse
+	23, // 52: strata.v1.AdminService.DeleteDeployment:output_type -> strata.v1.DeleteDeploymentResponse
+	25, // 53: strata.v1.AdminService.ListNodes:output_type -> strata.v1.ListNodesResponse
+	27, // 54: strata.v1.AdminService.ListWorkers:output_type -> strata.v1.ListWorkersResponse
+	29, // 55: strata.v1.AdminService.ListDeployments:output_type -> strata.v1.ListDeploymentsResponse
+	31, // 56: strata.v1.AdminService.DrainNode:output_type -> strata.v1.DrainNodeResponse
+	34, // 57: strata.v1.AdminService.RaftStatus:output_type -> strata.v1.RaftStatusResponse
+	36, // 58: strata.v1.AdminService.AddPeer:output_type -> strata.v1.AddPeerResponse
+	38, // 59: strata.v1.AdminService.RemovePeer:output_type -> strata.v1.RemovePeerResponse
+	42, // 60: strata.v1.AdminService.KVIndexStats:output_type -> strata.v1.KVIndexStatsResponse
+	44, // [44:61] is the sub-list for method output_type
+	27, // [27:44] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_strata_v1_brain_proto_init() }
@@ -2537,7 +2778,7 @@ func file_strata_v1_brain_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_brain_proto_rawDesc), len(file_strata_v1_brain_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -259,6 +259,7 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 const (
 	GatewayService_WatchCluster_FullMethodName = "/strata.v1.GatewayService/WatchCluster"
 	GatewayService_Score_FullMethodName        = "/strata.v1.GatewayService/Score"
+	GatewayService_ScoreStream_FullMethodName  = "/strata.v1.GatewayService/ScoreStream"
 )
 
 // GatewayServiceClient is the client API for GatewayService service.
@@ -273,6 +274,11 @@ type GatewayServiceClient interface {
 	// Score says, for each worker of a model, how many leading blocks of the
 	// given sequence-hash chain it holds on each tier.
 	Score(ctx context.Context, in *ScoreRequest, opts ...grpc.CallOption) (*ScoreResponse, error)
+	// ScoreStream answers Score queries on one long-lived stream, for a
+	// gateway that scores every request: no per-call setup, headers or
+	// authentication. Each query carries an id its answer echoes; answers
+	// come in the order the queries arrived.
+	ScoreStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ScoreStreamRequest, ScoreStreamResponse], error)
 }
 
 type gatewayServiceClient struct {
@@ -312,6 +318,19 @@ func (c *gatewayServiceClient) Score(ctx context.Context, in *ScoreRequest, opts
 	return out, nil
 }
 
+func (c *gatewayServiceClient) ScoreStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ScoreStreamRequest, ScoreStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &GatewayService_ServiceDesc.Streams[1], GatewayService_ScoreStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ScoreStreamRequest, ScoreStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type GatewayService_ScoreStreamClient = grpc.BidiStreamingClient[ScoreStreamRequest, ScoreStreamResponse]
+
 // GatewayServiceServer is the server API for GatewayService service.
 // All implementations must embed UnimplementedGatewayServiceServer
 // for forward compatibility.
@@ -324,6 +343,11 @@ type GatewayServiceServer interface {
 	// Score says, for each worker of a model, how many leading blocks of the
 	// given sequence-hash chain it holds on each tier.
 	Score(context.Context, *ScoreRequest) (*ScoreResponse, error)
+	// ScoreStream answers Score queries on one long-lived stream, for a
+	// gateway that scores every request: no per-call setup, headers or
+	// authentication. Each query carries an id its answer echoes; answers
+	// come in the order the queries arrived.
+	ScoreStream(grpc.BidiStreamingServer[ScoreStreamRequest, ScoreStreamResponse]) error
 	mustEmbedUnimplementedGatewayServiceServer()
 }
 
@@ -339,6 +363,9 @@ func (UnimplementedGatewayServiceServer) WatchCluster(*WatchClusterRequest, grpc
 }
 func (UnimplementedGatewayServiceServer) Score(context.Context, *ScoreRequest) (*ScoreResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Score not implemented")
+}
+func (UnimplementedGatewayServiceServer) ScoreStream(grpc.BidiStreamingServer[ScoreStreamRequest, ScoreStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method ScoreStream not implemented")
 }
 func (UnimplementedGatewayServiceServer) mustEmbedUnimplementedGatewayServiceServer() {}
 func (UnimplementedGatewayServiceServer) testEmbeddedByValue()                        {}
@@ -390,6 +417,13 @@ func _GatewayService_Score_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GatewayService_ScoreStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(GatewayServiceServer).ScoreStream(&grpc.GenericServerStream[ScoreStreamRequest, ScoreStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type GatewayService_ScoreStreamServer = grpc.BidiStreamingServer[ScoreStreamRequest, ScoreStreamResponse]
+
 // GatewayService_ServiceDesc is the grpc.ServiceDesc for GatewayService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -407,6 +441,12 @@ var GatewayService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchCluster",
 			Handler:       _GatewayService_WatchCluster_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "ScoreStream",
+			Handler:       _GatewayService_ScoreStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "strata/v1/brain.proto",
