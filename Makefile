@@ -156,6 +156,30 @@ TEST_DEPS :=
 # -- tokenizer files (issue #6) --
 
 # -- MinIO and Azurite (issue #8) --
+# The servers the tiers tests (and the agent's end-to-end tests) run the S3
+# and Azure Blob stores against. MinIO builds from the Go module proxy (a few
+# minutes, once: the stamp keeps it); Azurite comes from npm into a git-ignored
+# dir. test/testutil finds both here, or where these variables point.
+MINIO_VERSION   := v0.0.0-20260212201848-7aac2a2c5b7c
+AZURITE_VERSION := 3.37.0
+MINIO           := $(TOOLS)/minio
+AZURITE_DIR     := $(TOOLS)/azurite
+AZURITE         := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
+export STRATA_MINIO_BIN   := $(MINIO)
+export STRATA_AZURITE_BIN := $(AZURITE)
+$(eval $(call go-tool,$(MINIO),github.com/minio/minio,$(MINIO_VERSION)))
+$(AZURITE): $(AZURITE_DIR)/.azurite-$(AZURITE_VERSION)
+	@echo ">> installing azurite $(AZURITE_VERSION) (npm)"
+	npm install --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+	@touch $@
+$(AZURITE_DIR)/.azurite-$(AZURITE_VERSION):
+	@mkdir -p $(AZURITE_DIR)
+	@rm -f $(AZURITE_DIR)/.azurite-*
+	@touch $@
+.PHONY: minio azurite
+minio: $(MINIO) ## install the MinIO server the S3 tier tests run against
+azurite: $(AZURITE) ## install Azurite, the Azure Blob emulator the Azure tier tests run against
+TEST_DEPS += minio azurite
 
 
 .PHONY: test-deps
