@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -63,6 +64,13 @@ func StartMinIO(t testing.TB) *MinIO {
 
 // Stop kills the server, as a crash would; the data directory stays.
 func (m *MinIO) Stop() { m.proc.stop() }
+
+// Pause freezes the server (SIGSTOP): connections are accepted by the
+// kernel and never answered, like a server that hangs. Resume thaws it.
+func (m *MinIO) Pause() { m.proc.signal(syscall.SIGSTOP) }
+
+// Resume thaws a paused server.
+func (m *MinIO) Resume() { m.proc.signal(syscall.SIGCONT) }
 
 // Start restarts a stopped server on the same port and data directory.
 func (m *MinIO) Start(t testing.TB) {

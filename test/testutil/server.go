@@ -120,11 +120,21 @@ func (p *serverProcess) stop() {
 	p.killLocked()
 }
 
+// signal sends sig to the server's process group (SIGSTOP freezes it: its
+// port still accepts connections, nothing answers, as with a hung server).
+func (p *serverProcess) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+}
+
 func (p *serverProcess) killLocked() {
 	if p.cmd == nil {
 		return
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) // a stopped process dies of SIGKILL too
 	<-p.exited
 	p.cmd = nil
 }
