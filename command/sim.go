@@ -73,6 +73,7 @@ as a GPU would. It is the default engine on machines without GPUs.`,
 	f.IntVar(&opts.Port, "port", 8000, "port to listen on")
 	f.StringVar(&opts.Model, "model", "strata-sim", "model name")
 	f.StringSliceVar(&opts.ServedModelNames, "served-model-name", nil, "names the model answers to (default: --model)")
+	f.StringVar(&opts.TokenizerDir, "tokenizer", "", "model directory with the Hugging Face tokenizer (tokenizer.json, tokenizer_config.json) to tokenize with (default: a built-in byte-level tokenizer)")
 	f.IntVar(&e.BlockSize, "block-size", e.BlockSize, "tokens per KV-cache block")
 	f.IntVar(&e.NumGPUBlocks, "num-gpu-blocks-override", e.NumGPUBlocks, "number of GPU KV-cache blocks")
 	f.IntVar(&e.MaxNumSeqs, "max-num-seqs", e.MaxNumSeqs, "maximum sequences per step")

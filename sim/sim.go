@@ -18,6 +18,7 @@ import (
 	"github.com/strata-llm/strata/sim/server"
 	"github.com/strata-llm/strata/tokenizer"
 	"github.com/strata-llm/strata/tokenizer/bytelevel"
+	"github.com/strata-llm/strata/tokenizer/hf"
 )
 
 // Options is everything `strata sim` takes on its command line.
@@ -40,8 +41,14 @@ type Options struct {
 	// StallAfter injects a hang after that many completion requests (see
 	// server.Config.StallAfter).
 	StallAfter int
-	Tokenizer  tokenizer.Tokenizer
-	Logger     *slog.Logger
+	// Tokenizer tokenizes prompts and detokenizes output; nil means
+	// TokenizerDir's Hugging Face tokenizer, or without one the built-in
+	// byte-level tokenizer.
+	Tokenizer tokenizer.Tokenizer
+	// TokenizerDir is a model directory with tokenizer.json and
+	// tokenizer_config.json (vLLM's --tokenizer).
+	TokenizerDir string
+	Logger       *slog.Logger
 }
 
 // ServedNames are the names the model answers to, the first reported.
@@ -70,7 +77,15 @@ func New(ctx context.Context, opts Options) (*Sim, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	tok := opts.Tokenizer
-	if tok == nil {
+	switch {
+	case tok != nil:
+	case opts.TokenizerDir != "":
+		hft, err := hf.Load(opts.TokenizerDir)
+		if err != nil {
+			return nil, fmt.Errorf("--tokenizer: %w", err)
+		}
+		tok = hft
+	default:
 		tok = bytelevel.Tokenizer{}
 	}
 	names := opts.ServedNames()

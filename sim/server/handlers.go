@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 
 	"github.com/strata-llm/strata/tokenizer"
@@ -10,7 +11,8 @@ import (
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	var req chatRequest
-	if err := decodeJSON(w, r, s.cfg.MaxBodyBytes, &req); err != nil {
+	chat, err := decodeChat(w, r, s.cfg.MaxBodyBytes, &req)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -26,12 +28,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	msgs := make([]tokenizer.Message, len(req.Messages))
-	for i, m := range req.Messages {
-		msgs[i] = tokenizer.Message{Role: m.Role, Content: string(m.Content)}
-	}
-	addGen := req.AddGenerationPrompt == nil || *req.AddGenerationPrompt
-	text, err := s.tok.ApplyChatTemplate(msgs, addGen)
+	text, err := s.tok.ApplyChatTemplate(chat)
 	if err != nil {
 		writeError(w, badParam("messages", "%v", err))
 		return
@@ -86,6 +83,22 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
 		includeUsage: req.Stream && req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
 		kv:           req.KVTransferParams,
 	})
+}
+
+// decodeChat decodes a chat or tokenize body into its typed request and,
+// from the same bytes, into the chat template's view of it (which keeps
+// key order and raw content parts: tokenizer.ChatRequest).
+func decodeChat(w http.ResponseWriter, r *http.Request, limit int64, typed any) (tokenizer.ChatRequest, error) {
+	var raw bytes.Buffer
+	r.Body = io.NopCloser(io.TeeReader(r.Body, &raw))
+	if err := decodeJSON(w, r, limit, typed); err != nil {
+		return tokenizer.ChatRequest{}, err
+	}
+	var chat tokenizer.ChatRequest
+	if err := json.Unmarshal(raw.Bytes(), &chat); err != nil {
+		return tokenizer.ChatRequest{}, badRequest("%v", err)
+	}
+	return chat, nil
 }
 
 func checkN(n *int) error {
@@ -144,7 +157,8 @@ func (s *Server) checkIDs(param string, ids []int64) ([]uint32, error) {
 
 func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 	var req tokenizeRequest
-	if err := decodeJSON(w, r, s.cfg.MaxBodyBytes, &req); err != nil {
+	chat, err := decodeChat(w, r, s.cfg.MaxBodyBytes, &req)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -160,11 +174,9 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 	case req.Prompt != nil:
 		ids = s.tok.Encode(*req.Prompt, req.AddSpecialTokens == nil || *req.AddSpecialTokens)
 	case req.Messages != nil:
-		msgs := make([]tokenizer.Message, len(req.Messages))
-		for i, m := range req.Messages {
-			msgs[i] = tokenizer.Message{Role: m.Role, Content: string(m.Content)}
-		}
-		text, err := s.tok.ApplyChatTemplate(msgs, req.AddGenerationPrompt == nil || *req.AddGenerationPrompt)
+		// As vLLM: the template writes the BOS, so add_special_tokens
+		// defaults to false here.
+		text, err := s.tok.ApplyChatTemplate(chat)
 		if err != nil {
 			writeError(w, badParam("messages", "%v", err))
 			return

@@ -4,6 +4,7 @@
 package bytelevel
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -94,21 +95,30 @@ func (Tokenizer) Decode(ids []uint32, skipSpecial bool) (string, error) {
 }
 
 // ApplyChatTemplate renders a ChatML-style prompt:
-// <|im_start|>role\ncontent<|im_end|>\n per message.
-func (Tokenizer) ApplyChatTemplate(msgs []tokenizer.Message, addGenerationPrompt bool) (string, error) {
+// <|im_start|>role\ncontent<|im_end|>\n per message. Content parts are joined
+// with "\n", as vLLM does for a template that expects a string; tools and
+// template kwargs have no place in this template and are ignored.
+func (Tokenizer) ApplyChatTemplate(req tokenizer.ChatRequest) (string, error) {
+	if req.AddGenerationPrompt && req.ContinueFinalMessage {
+		return "", errors.New("add_generation_prompt and continue_final_message cannot both be set")
+	}
 	var b strings.Builder
-	for _, m := range msgs {
-		if m.Role == "" {
-			return "", fmt.Errorf("chat message without a role")
+	for i, m := range req.Messages {
+		role, text, err := tokenizer.MessageText(m)
+		if err != nil {
+			return "", fmt.Errorf("message %d: %w", i, err)
 		}
 		b.WriteString(specialText[StartOfTurn])
-		b.WriteString(m.Role)
+		b.WriteString(role)
 		b.WriteByte('\n')
-		b.WriteString(m.Content)
+		b.WriteString(text)
+		if req.ContinueFinalMessage && i == len(req.Messages)-1 {
+			break
+		}
 		b.WriteString(specialText[EndOfTurn])
 		b.WriteByte('\n')
 	}
-	if addGenerationPrompt {
+	if req.AddGenerationPrompt {
 		b.WriteString(specialText[StartOfTurn])
 		b.WriteString("assistant\n")
 	}

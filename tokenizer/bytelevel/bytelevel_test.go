@@ -54,16 +54,59 @@ func TestDecodeUnknownID(t *testing.T) {
 
 func TestApplyChatTemplate(t *testing.T) {
 	var tok Tokenizer
-	got, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hi"}}, true)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name    string
+		req     tokenizer.ChatRequest
+		want    string
+		wantErr error
+	}{
+		{
+			name: "messages",
+			req:  tokenizer.Chat([]tokenizer.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hi"}}, true),
+			want: "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+		},
+		{
+			name: "text parts joined with newlines",
+			req: tokenizer.ChatRequest{Messages: []map[string]any{{"role": "user", "content": []any{
+				map[string]any{"type": "text", "text": "a"}, map[string]any{"type": "text", "text": "b"},
+			}}}},
+			want: "<|im_start|>user\na\nb<|im_end|>\n",
+		},
+		{
+			name: "continue final message",
+			req: tokenizer.ChatRequest{ContinueFinalMessage: true, Messages: []map[string]any{
+				{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hel"},
+			}},
+			want: "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nHel",
+		},
+		{
+			name:    "image part",
+			req:     tokenizer.ChatRequest{Messages: []map[string]any{{"role": "user", "content": []any{map[string]any{"type": "image_url"}}}}},
+			wantErr: tokenizer.ErrUnsupportedContent,
+		},
 	}
-	want := "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-	if got != want {
-		t.Fatalf("got %q\nwant %q", got, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tok.ApplyChatTemplate(tt.req)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v\nwant %q", got, err, tt.want)
+			}
+		})
 	}
-	if _, err := tok.ApplyChatTemplate([]tokenizer.Message{{Content: "x"}}, false); err == nil {
-		t.Fatal("message without a role accepted")
+	for _, bad := range []tokenizer.ChatRequest{
+		{Messages: []map[string]any{{"content": "x"}}},
+		{Messages: []map[string]any{{"role": "user", "content": 3}}},
+		{AddGenerationPrompt: true, ContinueFinalMessage: true},
+	} {
+		if _, err := tok.ApplyChatTemplate(bad); err == nil {
+			t.Fatalf("accepted %+v", bad)
+		}
 	}
 }
 

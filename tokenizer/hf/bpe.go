@@ -1,0 +1,449 @@
+package hf
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// maxVocabID bounds token ids, so that a hostile file cannot make the loader
+// allocate gigabytes; the largest real vocabularies are near 2^18.
+const maxVocabID = 1 << 22
+
+// maxCachedWord is the longest pre-token whose merges are cached (as
+// tokenizers, which caches below 256 bytes).
+const maxCachedWord = 256
+
+// bpe is tokenizers' BPE model: a word is split into characters (bytes for
+// byte-level models), then the pair with the lowest merge rank is merged,
+// leftmost first, until no pair has a merge.
+type bpe struct {
+	vocab     map[string]uint32
+	idToToken []string
+	known     []bool // ids that have a token
+	// merges maps a pair of ids (left<<32 | right) to rank<<32 | merged id.
+	merges map[uint64]uint64
+
+	// byteLevel models read words as raw bytes; byteID is each byte's
+	// token and raw each token's bytes (for ignore_merges).
+	byteLevel bool
+	byteID    [256]int64
+	raw       map[string]uint32
+
+	byteFallback bool
+	fallbackID   [256]int64 // <0xXX>, -1 where absent
+	unk          int64      // -1: none
+	fuseUnk      bool
+	prefix       string // continuing_subword_prefix
+	suffix       string // end_of_word_suffix
+	ignoreMerges bool
+
+	cache   *wordCache
+	scratch sync.Pool // *mergeScratch
+}
+
+type bpeJSON struct {
+	Type         string            `json:"type"`
+	Dropout      *float64          `json:"dropout"`
+	UnkToken     *string           `json:"unk_token"`
+	Prefix       *string           `json:"continuing_subword_prefix"`
+	Suffix       *string           `json:"end_of_word_suffix"`
+	FuseUnk      bool              `json:"fuse_unk"`
+	ByteFallback bool              `json:"byte_fallback"`
+	IgnoreMerges bool              `json:"ignore_merges"`
+	Vocab        map[string]uint32 `json:"vocab"`
+	Merges       json.RawMessage   `json:"merges"`
+}
+
+func newModel(raw json.RawMessage, byteLevel bool) (*bpe, error) {
+	typ, err := componentType(raw)
+	if err != nil {
+		return nil, err
+	}
+	var c bpeJSON
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, err
+	}
+	if typ != "BPE" && (typ != "" || c.Merges == nil) {
+		if typ == "" {
+			return nil, errors.New("no model type")
+		}
+		return nil, unsupported(typ)
+	}
+	if c.Dropout != nil && *c.Dropout != 0 {
+		return nil, fmt.Errorf("BPE: dropout %v (sampled tokenization): %w", *c.Dropout, ErrUnsupported)
+	}
+	m := &bpe{
+		vocab:        c.Vocab,
+		merges:       map[uint64]uint64{},
+		byteLevel:    byteLevel,
+		byteFallback: c.ByteFallback,
+		unk:          -1,
+		fuseUnk:      c.FuseUnk,
+		ignoreMerges: c.IgnoreMerges,
+		cache:        newWordCache(1 << 17),
+	}
+	if c.Prefix != nil {
+		m.prefix = *c.Prefix
+	}
+	if c.Suffix != nil {
+		m.suffix = *c.Suffix
+	}
+	if len(m.vocab) == 0 {
+		return nil, errors.New("BPE: empty vocab")
+	}
+	maxID := uint32(0)
+	for _, id := range m.vocab {
+		if id >= maxVocabID {
+			return nil, fmt.Errorf("BPE: token id %d is over the limit of %d", id, maxVocabID)
+		}
+		maxID = max(maxID, id)
+	}
+	m.idToToken = make([]string, maxID+1)
+	m.known = make([]bool, maxID+1)
+	for tok, id := range m.vocab {
+		if m.known[id] {
+			return nil, fmt.Errorf("BPE: tokens %q and %q share id %d", m.idToToken[id], tok, id)
+		}
+		m.idToToken[id], m.known[id] = tok, true
+	}
+	if err := m.loadMerges(c.Merges); err != nil {
+		return nil, fmt.Errorf("BPE: %w", err)
+	}
+	if c.UnkToken != nil {
+		id, ok := m.vocab[*c.UnkToken]
+		if !ok {
+			return nil, fmt.Errorf("BPE: unk_token %q is not in the vocab", *c.UnkToken)
+		}
+		m.unk = int64(id)
+	}
+	for b := range 256 {
+		m.fallbackID[b] = -1
+		if id, ok := m.vocab[fmt.Sprintf("<0x%02X>", b)]; ok {
+			m.fallbackID[b] = int64(id)
+		}
+		m.byteID[b] = -1
+		if id, ok := m.vocab[string(byteChar[b])]; ok {
+			m.byteID[b] = int64(id)
+		}
+	}
+	if byteLevel {
+		m.raw = make(map[string]uint32, len(m.vocab))
+		for tok, id := range m.vocab {
+			if r, ok := byteLevelToRaw(tok); ok {
+				m.raw[r] = id
+			}
+		}
+	}
+	m.scratch.New = func() any { return new(mergeScratch) }
+	return m, nil
+}
+
+// loadMerges reads merges written as "a b" strings or as ["a", "b"] pairs. A
+// pair listed twice keeps its last rank, as in tokenizers.
+func (m *bpe) loadMerges(raw json.RawMessage) error {
+	var pairs [][2]string
+	var lines []string
+	if err := json.Unmarshal(raw, &lines); err == nil {
+		pairs = make([][2]string, len(lines))
+		for i, line := range lines {
+			a, b, ok := strings.Cut(line, " ")
+			if !ok || strings.Contains(b, " ") {
+				return fmt.Errorf("merge %d %q: want two tokens separated by a space", i, line)
+			}
+			pairs[i] = [2]string{a, b}
+		}
+	} else if err := json.Unmarshal(raw, &pairs); err != nil {
+		return fmt.Errorf("merges: want an array of \"a b\" strings or of [a, b] pairs: %w", err)
+	}
+	if len(pairs) >= 1<<32 {
+		return errors.New("too many merges")
+	}
+	for rank, p := range pairs {
+		a, okA := m.vocab[p[0]]
+		b, okB := m.vocab[p[1]]
+		if !okA || !okB {
+			return fmt.Errorf("merge %d (%q, %q): token not in the vocab", rank, p[0], p[1])
+		}
+		right := p[1]
+		if m.prefix != "" {
+			right = strings.TrimPrefix(right, m.prefix)
+		}
+		merged, ok := m.vocab[p[0]+right]
+		if !ok {
+			return fmt.Errorf("merge %d (%q, %q): merged token %q not in the vocab", rank, p[0], p[1], p[0]+right)
+		}
+		m.merges[uint64(a)<<32|uint64(b)] = uint64(rank)<<32 | uint64(merged)
+	}
+	return nil
+}
+
+// token returns the model's token for id.
+func (m *bpe) token(id uint32) (string, bool) {
+	if int(id) >= len(m.idToToken) || !m.known[id] {
+		return "", false
+	}
+	return m.idToToken[id], true
+}
+
+// encode appends the ids of one pre-token.
+func (m *bpe) encode(dst []uint32, word string) []uint32 {
+	if word == "" {
+		return dst
+	}
+	if m.ignoreMerges {
+		if id, ok := m.wholeWord(word); ok {
+			return append(dst, id)
+		}
+	}
+	if len(word) < maxCachedWord {
+		if ids, ok := m.cache.get(word); ok {
+			return append(dst, ids...)
+		}
+	}
+	start := len(dst)
+	dst = m.merge(dst, word)
+	if len(word) < maxCachedWord {
+		m.cache.put(word, dst[start:])
+	}
+	return dst
+}
+
+func (m *bpe) wholeWord(word string) (uint32, bool) {
+	if m.byteLevel {
+		id, ok := m.raw[word]
+		return id, ok
+	}
+	id, ok := m.vocab[word]
+	return id, ok
+}
+
+type symbol struct {
+	id         uint32
+	prev, next int32
+	alive      bool
+}
+
+type mergeScratch struct {
+	syms []symbol
+	heap []uint64 // rank<<32 | position, a min-heap
+}
+
+func (m *bpe) merge(dst []uint32, word string) []uint32 {
+	sc := m.scratch.Get().(*mergeScratch)
+	defer m.scratch.Put(sc)
+	syms := m.symbols(sc.syms[:0], word)
+	sc.syms = syms
+	if len(syms) == 0 {
+		return dst
+	}
+	h := sc.heap[:0]
+	for i := 0; i+1 < len(syms); i++ {
+		if v, ok := m.merges[uint64(syms[i].id)<<32|uint64(syms[i+1].id)]; ok {
+			h = heapPush(h, v>>32<<32|uint64(i))
+		}
+	}
+	for len(h) > 0 {
+		var top uint64
+		top, h = heapPop(h)
+		rank, pos := top>>32, int32(top)
+		s := &syms[pos]
+		if !s.alive || s.next < 0 {
+			continue
+		}
+		right := &syms[s.next]
+		v, ok := m.merges[uint64(s.id)<<32|uint64(right.id)]
+		if !ok || v>>32 != rank {
+			continue // stale: one side merged since
+		}
+		s.id = uint32(v)
+		right.alive = false
+		s.next = right.next
+		if s.next >= 0 {
+			syms[s.next].prev = pos
+		}
+		if s.prev >= 0 {
+			if v, ok := m.merges[uint64(syms[s.prev].id)<<32|uint64(s.id)]; ok {
+				h = heapPush(h, v>>32<<32|uint64(s.prev))
+			}
+		}
+		if s.next >= 0 {
+			if v, ok := m.merges[uint64(s.id)<<32|uint64(syms[s.next].id)]; ok {
+				h = heapPush(h, v>>32<<32|uint64(pos))
+			}
+		}
+	}
+	sc.heap = h
+	for i := int32(0); i >= 0; i = syms[i].next {
+		dst = append(dst, syms[i].id)
+	}
+	return dst
+}
+
+// symbols splits a word into its initial symbols, as tokenizers'
+// merge_word: each character (byte) that is in the vocab, else its bytes'
+// <0xXX> tokens under byte_fallback, else the unknown token (consecutive
+// unknowns fused into one under fuse_unk), else nothing.
+func (m *bpe) symbols(syms []symbol, word string) []symbol {
+	add := func(id uint32) {
+		n := int32(len(syms))
+		if n > 0 {
+			syms[n-1].next = n
+		}
+		syms = append(syms, symbol{id: id, prev: n - 1, next: -1, alive: true})
+	}
+	if m.byteLevel && m.prefix == "" && m.suffix == "" {
+		allKnown := true
+		for i := 0; i < len(word); i++ {
+			if m.byteID[word[i]] < 0 {
+				allKnown = false
+				break
+			}
+		}
+		if allKnown {
+			for i := 0; i < len(word); i++ {
+				add(uint32(m.byteID[word[i]]))
+			}
+			return syms
+		}
+	}
+	if m.byteLevel {
+		word = rawToByteLevel(word)
+	}
+	pendingUnk := false
+	for i := 0; i < len(word); {
+		_, size := utf8.DecodeRuneInString(word[i:])
+		s := word[i : i+size]
+		i += size
+		if i > size && m.prefix != "" {
+			s = m.prefix + s
+		}
+		if i == len(word) && m.suffix != "" {
+			s += m.suffix
+		}
+		if id, ok := m.vocab[s]; ok {
+			if pendingUnk {
+				add(uint32(m.unk))
+				pendingUnk = false
+			}
+			add(id)
+			continue
+		}
+		if m.byteFallback && m.allFallback(s) {
+			if pendingUnk {
+				add(uint32(m.unk))
+				pendingUnk = false
+			}
+			for j := 0; j < len(s); j++ {
+				add(uint32(m.fallbackID[s[j]]))
+			}
+			continue
+		}
+		if m.unk >= 0 {
+			if pendingUnk && !m.fuseUnk {
+				add(uint32(m.unk))
+			}
+			pendingUnk = true
+		}
+	}
+	if pendingUnk {
+		add(uint32(m.unk))
+	}
+	return syms
+}
+
+func (m *bpe) allFallback(s string) bool {
+	for j := 0; j < len(s); j++ {
+		if m.fallbackID[s[j]] < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func heapPush(h []uint64, v uint64) []uint64 {
+	h = append(h, v)
+	for i := len(h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if h[parent] <= h[i] {
+			break
+		}
+		h[parent], h[i] = h[i], h[parent]
+		i = parent
+	}
+	return h
+}
+
+func heapPop(h []uint64) (uint64, []uint64) {
+	top := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	h = h[:last]
+	for i := 0; ; {
+		l, r, small := 2*i+1, 2*i+2, i
+		if l < len(h) && h[l] < h[small] {
+			small = l
+		}
+		if r < len(h) && h[r] < h[small] {
+			small = r
+		}
+		if small == i {
+			break
+		}
+		h[i], h[small] = h[small], h[i]
+		i = small
+	}
+	return top, h
+}
+
+// wordCache remembers the ids of recent words. It is sharded so that
+// concurrent encoders rarely share a lock, and emptied a shard at a time
+// when full.
+type wordCache struct {
+	seed   maphash.Seed
+	shards [64]cacheShard
+	limit  int // entries per shard
+}
+
+type cacheShard struct {
+	mu sync.RWMutex
+	m  map[string][]uint32
+	_  [32]byte // keep shards on separate cache lines
+}
+
+func newWordCache(entries int) *wordCache {
+	c := &wordCache{seed: maphash.MakeSeed(), limit: max(1, entries/64)}
+	for i := range c.shards {
+		c.shards[i].m = map[string][]uint32{}
+	}
+	return c
+}
+
+func (c *wordCache) shard(w string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, w)%uint64(len(c.shards))]
+}
+
+func (c *wordCache) get(w string) ([]uint32, bool) {
+	sh := c.shard(w)
+	sh.mu.RLock()
+	ids, ok := sh.m[w]
+	sh.mu.RUnlock()
+	return ids, ok
+}
+
+func (c *wordCache) put(w string, ids []uint32) {
+	sh := c.shard(w)
+	// Copies: the key must not pin the caller's (possibly huge) input.
+	key, val := strings.Clone(w), slices.Clone(ids)
+	sh.mu.Lock()
+	if len(sh.m) >= c.limit {
+		clear(sh.m)
+	}
+	sh.m[key] = val
+	sh.mu.Unlock()
+}

@@ -1,0 +1,167 @@
+package tokenizer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// maxJSONDepth bounds the nesting DecodeJSON accepts, so that hostile input
+// cannot exhaust the stack.
+const maxJSONDepth = 512
+
+// Object is a JSON object that keeps its keys in document order. Chat
+// templates serialise tool schemas and tool-call arguments with tojson, and
+// vLLM (Python dicts) writes their keys in the order the client sent them: a
+// plain map[string]any would lose that order, and with it the exact prompt.
+// A key given twice keeps its first position and its last value, as Python's
+// json.loads does.
+type Object struct {
+	Keys   []string
+	Values map[string]any
+}
+
+// NewObject returns an empty object.
+func NewObject() *Object { return &Object{Values: map[string]any{}} }
+
+// Get returns the value of key.
+func (o *Object) Get(key string) (any, bool) {
+	v, ok := o.Values[key]
+	return v, ok
+}
+
+// Set sets key, appending it if new.
+func (o *Object) Set(key string, v any) {
+	if _, ok := o.Values[key]; !ok {
+		o.Keys = append(o.Keys, key)
+	}
+	o.Values[key] = v
+}
+
+// Map returns the object's members as a plain map; nested values are shared.
+func (o *Object) Map() map[string]any {
+	m := make(map[string]any, len(o.Values))
+	for k, v := range o.Values {
+		m[k] = v
+	}
+	return m
+}
+
+// MarshalJSON writes the object with its keys in order.
+func (o *Object) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, k := range o.Keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		kb, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(kb)
+		b.WriteByte(':')
+		vb, err := json.Marshal(o.Values[k])
+		if err != nil {
+			return nil, err
+		}
+		b.Write(vb)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// DecodeJSON decodes one JSON value keeping what Python's json.loads keeps
+// and encoding/json drops: objects become *Object (key order), numbers
+// json.Number (an integer stays an integer, 1.0 stays a float). Strings,
+// booleans, null and arrays are string, bool, nil and []any. Invalid UTF-8 in
+// strings becomes U+FFFD, as with encoding/json.
+func DecodeJSON(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	v, err := decodeValue(dec, 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("json: trailing data after the value")
+	}
+	return v, nil
+}
+
+func decodeValue(dec *json.Decoder, depth int) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		if depth >= maxJSONDepth {
+			return nil, fmt.Errorf("json: nested deeper than %d levels", maxJSONDepth)
+		}
+		switch t {
+		case '{':
+			obj := NewObject()
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				key, ok := kt.(string)
+				if !ok {
+					return nil, fmt.Errorf("json: object key %v is not a string", kt)
+				}
+				v, err := decodeValue(dec, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				obj.Set(key, v)
+			}
+			if _, err := dec.Token(); err != nil { // '}'
+				return nil, err
+			}
+			return obj, nil
+		case '[':
+			arr := []any{}
+			for dec.More() {
+				v, err := decodeValue(dec, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				arr = append(arr, v)
+			}
+			if _, err := dec.Token(); err != nil { // ']'
+				return nil, err
+			}
+			return arr, nil
+		}
+		return nil, fmt.Errorf("json: unexpected %v", t)
+	default:
+		return t, nil
+	}
+}
+
+// jsonType names a decoded value's JSON type for error messages.
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case json.Number, float64, int, int64:
+		return "a number"
+	case []any:
+		return "an array"
+	case *Object, map[string]any:
+		return "an object"
+	}
+	return strconv.Quote(fmt.Sprintf("%T", v))
+}
