@@ -416,7 +416,9 @@ func (h *Hierarchy) insertInto(ctx context.Context, t *tier, blocks []Block, fro
 		case errors.Is(err, ErrOverCapacity):
 			next, nextIdx = append(next, b), append(nextIdx, todoIdx[j])
 		default:
-			t.c.errors.add(1)
+			if ctx.Err() == nil {
+				t.c.errors.add(1)
+			}
 			fail[todoIdx[j]] = err
 		}
 	}
@@ -489,8 +491,10 @@ func (h *Hierarchy) evict(ctx context.Context, t *tier, victims []*entry) {
 	removed := keys[:0]
 	for j, e := range victims {
 		if errs[j] != nil {
-			t.c.errors.add(1)
-			h.log.Warn("tiers: evict", "tier", t.Medium, "key", e.key, "err", errs[j])
+			if ctx.Err() == nil {
+				t.c.errors.add(1)
+				h.log.Warn("tiers: evict", "tier", t.Medium, "key", e.key, "err", errs[j])
+			}
 			continue
 		}
 		if e.on&bit(t.i) != 0 {

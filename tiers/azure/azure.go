@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -277,23 +276,16 @@ func (s *Store) get(ctx context.Context, k tiers.Key) ([]byte, error) {
 		return nil, s.classify("get", name, err)
 	}
 	defer resp.Body.Close() //nolint:errcheck // read to the end or abandoned
-	var buf []byte
-	switch n := resp.ContentLength; {
-	case n == nil || *n < record.HeaderSize || *n > record.HeaderSize+tiers.MaxBlockSize:
-		err = fmt.Errorf("blob of %v bytes: %w", resp.ContentLength, tiers.ErrCorrupt)
-	default:
-		buf = make([]byte, *n)
-		if _, rerr := io.ReadFull(resp.Body, buf); rerr != nil {
-			return nil, s.classify("get", name, rerr)
-		}
+	if resp.ContentLength == nil {
+		return nil, s.classify("get", name, errors.New("no content length"))
 	}
-	var payload []byte
-	if err == nil {
-		payload, err = record.Decode(buf, k)
-	}
-	if err != nil {
+	payload, err := record.Read(resp.Body, *resp.ContentLength, k)
+	switch {
+	case errors.Is(err, tiers.ErrCorrupt):
 		_, _ = bc.Delete(ctx, nil)
 		return nil, fmt.Errorf("azure get %s: %w", name, err)
+	case err != nil:
+		return nil, s.classify("get", name, err)
 	}
 	return payload, nil
 }

@@ -359,25 +359,23 @@ func (s *Store) get(k tiers.Key) ([]byte, error) {
 	case !ok:
 		return nil, fmt.Errorf("disk get %s: %w", k, tiers.ErrNotFound)
 	}
-	buf, err := readFile(s.path(k))
-	if errors.Is(err, os.ErrNotExist) {
+	payload, err := readFile(s.path(k), k)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		s.forget(k, fi, false)
 		return nil, fmt.Errorf("disk get %s: %w", k, tiers.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("disk get %s: %w", k, err)
-	}
-	payload, err := record.Decode(buf, k)
-	if err != nil {
+	case errors.Is(err, tiers.ErrCorrupt):
 		s.log.Warn("disk tier: dropping a corrupt block", "key", k, "err", err)
 		s.forget(k, fi, true)
+		return nil, fmt.Errorf("disk get %s: %w", k, err)
+	case err != nil:
 		return nil, fmt.Errorf("disk get %s: %w", k, err)
 	}
 	return payload, nil
 }
 
-// readFile reads a whole block file; Decode checks its length.
-func readFile(path string) ([]byte, error) {
+// readFile reads and verifies a block file.
+func readFile(path string, k tiers.Key) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -387,11 +385,7 @@ func readFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf := make([]byte, min(st.Size(), record.HeaderSize+tiers.MaxBlockSize+1))
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, fmt.Errorf("read: %v: %w", err, tiers.ErrCorrupt)
-	}
-	return buf, nil
+	return record.Read(f, st.Size(), k)
 }
 
 // forget drops k from the index, and its file when remove is set, if the

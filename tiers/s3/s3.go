@@ -21,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -224,22 +223,13 @@ func (s *Store) get(ctx context.Context, k tiers.Key) ([]byte, error) {
 		return nil, s.classify("get", name, err)
 	}
 	defer body.Close() //nolint:errcheck // read to the end or abandoned
-	var buf []byte
-	if info.Size < record.HeaderSize || info.Size > record.HeaderSize+tiers.MaxBlockSize {
-		err = fmt.Errorf("object of %d bytes: %w", info.Size, tiers.ErrCorrupt)
-	} else {
-		buf = make([]byte, info.Size)
-		if _, rerr := io.ReadFull(body, buf); rerr != nil {
-			return nil, s.classify("get", name, rerr)
-		}
-	}
-	var payload []byte
-	if err == nil {
-		payload, err = record.Decode(buf, k)
-	}
-	if err != nil {
+	payload, err := record.Read(body, info.Size, k)
+	switch {
+	case errors.Is(err, tiers.ErrCorrupt):
 		_ = s.client.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{})
 		return nil, fmt.Errorf("s3 get %s: %w", name, err)
+	case err != nil:
+		return nil, s.classify("get", name, err)
 	}
 	return payload, nil
 }

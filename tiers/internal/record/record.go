@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 
 	"github.com/strata-llm/strata/tiers"
 )
@@ -84,21 +85,45 @@ func DecodeHeader(b []byte) (Header, error) {
 	}, nil
 }
 
-// Decode checks a whole record, which must be exactly a header and its
-// payload, and that it holds want; it returns the payload, a sub-slice of b.
-func Decode(b []byte, want tiers.Key) ([]byte, error) {
-	h, err := DecodeHeader(b)
+// readChunk is how much of a payload Read checksums at a time: small
+// enough to still be in the CPU's cache when the checksum runs right after
+// the copy, large enough to keep the reads few.
+const readChunk = 256 << 10
+
+// Read reads and checks a whole record from r, which holds size bytes
+// (a file's or object's length): the header, the key it names (want), the
+// length, and the payload's checksum; a failed check wraps ErrCorrupt. An
+// error reading r (a dropped connection, an I/O error) is returned as it
+// is: it says nothing about the stored bytes. The payload comes in a
+// buffer of its own, each chunk checksummed as soon as it is read.
+func Read(r io.Reader, size int64, want tiers.Key) ([]byte, error) {
+	if size < HeaderSize {
+		return nil, fmt.Errorf("record of %d bytes is shorter than its %d-byte header: %w", size, HeaderSize, tiers.ErrCorrupt)
+	}
+	var hb [HeaderSize]byte
+	if _, err := io.ReadFull(r, hb[:]); err != nil {
+		return nil, fmt.Errorf("read record header: %w", err)
+	}
+	h, err := DecodeHeader(hb[:])
 	if err != nil {
 		return nil, err
 	}
 	if h.Key != want {
 		return nil, fmt.Errorf("record holds key %s, want %s: %w", h.Key, want, tiers.ErrCorrupt)
 	}
-	if int64(len(b)-HeaderSize) != h.Length {
-		return nil, fmt.Errorf("record payload is %d bytes, its header says %d: %w", len(b)-HeaderSize, h.Length, tiers.ErrCorrupt)
+	if size-HeaderSize != h.Length {
+		return nil, fmt.Errorf("record payload is %d bytes, its header says %d: %w", size-HeaderSize, h.Length, tiers.ErrCorrupt)
 	}
-	payload := b[HeaderSize:]
-	if sum := crc32.Checksum(payload, castagnoli); sum != h.CRC {
+	payload := make([]byte, h.Length)
+	var sum uint32
+	for off := 0; off < len(payload); off += readChunk {
+		chunk := payload[off:min(off+readChunk, len(payload))]
+		if _, err := io.ReadFull(r, chunk); err != nil {
+			return nil, fmt.Errorf("read record payload: %w", err)
+		}
+		sum = crc32.Update(sum, castagnoli, chunk)
+	}
+	if sum != h.CRC {
 		return nil, fmt.Errorf("record payload checksum %08x, want %08x: %w", sum, h.CRC, tiers.ErrCorrupt)
 	}
 	return payload, nil

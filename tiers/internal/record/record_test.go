@@ -16,10 +16,11 @@ func encode(k tiers.Key, payload []byte) []byte {
 }
 
 func TestRoundTrip(t *testing.T) {
-	for _, p := range [][]byte{nil, {}, []byte("x"), bytes.Repeat([]byte("kv"), 5000)} {
-		got, err := Decode(encode(key, p), key)
+	for _, p := range [][]byte{nil, {}, []byte("x"), bytes.Repeat([]byte("kv"), 5000), bytes.Repeat([]byte("k"), 3*readChunk+5)} {
+		rec := encode(key, p)
+		got, err := Read(bytes.NewReader(rec), int64(len(rec)), key)
 		if err != nil || !bytes.Equal(got, p) {
-			t.Fatalf("decode(encode(%d bytes)) = %d bytes, %v", len(p), len(got), err)
+			t.Fatalf("Read(encode(%d bytes)) = %d bytes, %v", len(p), len(got), err)
 		}
 	}
 }
@@ -37,8 +38,8 @@ func TestRejects(t *testing.T) {
 		"payload bit":    mutate(func(b []byte) []byte { b[HeaderSize] ^= 0x80; return b }),
 		"other key":      encode(tiers.Key{Scope: key.Scope, Hash: key.Hash + 1}, []byte("payload")),
 	} {
-		if _, err := Decode(b, key); !errors.Is(err, tiers.ErrCorrupt) {
-			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		if _, err := Read(bytes.NewReader(b), int64(len(b)), key); !errors.Is(err, tiers.ErrCorrupt) {
+			t.Errorf("%s: Read: %v, want ErrCorrupt", name, err)
 		}
 	}
 }
@@ -80,7 +81,7 @@ func TestReaderReadsTheRecord(t *testing.T) {
 	}
 }
 
-// FuzzDecode feeds the decoder arbitrary bytes, as a torn or tampered file
+// FuzzDecode feeds the record reader arbitrary bytes, as a torn or tampered file
 // would: it must never panic, and what it accepts must be exactly a record
 // the encoder would write.
 func FuzzDecode(f *testing.F) {
@@ -88,7 +89,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encode(key, nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, herr := DecodeHeader(b)
-		payload, err := Decode(b, key)
+		payload, err := Read(bytes.NewReader(b), int64(len(b)), key)
 		if err != nil {
 			if !errors.Is(err, tiers.ErrCorrupt) {
 				t.Fatalf("error %v is not ErrCorrupt", err)
@@ -96,7 +97,7 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		if herr != nil || h.Key != key || h.Length != int64(len(payload)) {
-			t.Fatalf("Decode accepted what DecodeHeader did not: %v %+v", herr, h)
+			t.Fatalf("Read accepted what DecodeHeader did not: %v %+v", herr, h)
 		}
 		if !bytes.Equal(encode(key, payload), b) {
 			t.Fatal("accepted bytes differ from the encoding of their payload")
