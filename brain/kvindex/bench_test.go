@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
 
@@ -139,52 +141,82 @@ func BenchmarkScore(b *testing.B) {
 	}
 }
 
-// BenchmarkIngest: stored-block events applied per second, one core.
+// BenchmarkIngest: block events applied per second, one core, in batches
+// as agents send them (16 events of 16 blocks, a quarter of them removals,
+// over 4M hashes): with the index far under its cap, and at a
+// 256k-block cap it stays pinned to, where most stores evict (the churn
+// of an index that has filled up), in the same run.
 func BenchmarkIngest(b *testing.B) {
-	x := New(Options{MaxBlocksPerModel: 1 << 30}, nil)
-	workers := map[string]string{}
-	for i := range 64 {
-		workers[fmt.Sprint("w", i)] = "m"
-	}
-	x.SyncWorkers(workers)
-	seq := map[string]uint64{}
-	for w := range workers {
-		seq[w]++
-		if _, err := x.Apply(&stratav1.KVEventBatch{WorkerId: w, Seq: seq[w], Snapshot: true}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	// Batches as agents send them: 16 events of 16 blocks each.
-	const perBatch = 256
-	rng := rand.New(rand.NewPCG(5, 6))
-	batches := make([]*stratav1.KVEventBatch, 512)
-	for i := range batches {
-		var evs []*stratav1.KVEvent
-		for range 16 {
-			hs := make([]uint64, 16)
-			for k := range hs {
-				hs[k] = rng.Uint64() % (1 << 22)
+	for _, bc := range []struct {
+		name string
+		cap  int
+	}{{"under-cap", 1 << 30}, {"at-cap", 1 << 18}} {
+		b.Run(bc.name, func(b *testing.B) {
+			x := New(Options{MaxBlocksPerModel: bc.cap}, nil)
+			workers := map[string]string{}
+			for i := range 64 {
+				workers[fmt.Sprint("w", i)] = "m"
 			}
-			if rng.IntN(4) == 0 {
-				evs = append(evs, removed(gpu, hs...))
-			} else {
-				evs = append(evs, stored(gpu, hs...))
+			x.SyncWorkers(workers)
+			seq := map[string]uint64{}
+			for w := range workers {
+				seq[w]++
+				if _, err := x.Apply(&stratav1.KVEventBatch{WorkerId: w, Seq: seq[w], Snapshot: true}); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-		batches[i] = &stratav1.KVEventBatch{WorkerId: fmt.Sprint("w", i%64), Events: evs}
+			const perBatch = 256
+			rng := rand.New(rand.NewPCG(5, 6))
+			// 4,096 batches store ~786k distinct blocks, three times the
+			// cap: cycling through them keeps storing blocks evicted since.
+			batches := make([]*stratav1.KVEventBatch, 4096)
+			for i := range batches {
+				var evs []*stratav1.KVEvent
+				for range 16 {
+					hs := make([]uint64, 16)
+					for k := range hs {
+						hs[k] = rng.Uint64() % (1 << 22)
+					}
+					if rng.IntN(4) == 0 {
+						evs = append(evs, removed(gpu, hs...))
+					} else {
+						evs = append(evs, stored(gpu, hs...))
+					}
+				}
+				batches[i] = &stratav1.KVEventBatch{WorkerId: fmt.Sprint("w", i%64), Events: evs}
+			}
+			apply := func(n int) {
+				bt := batches[n%len(batches)]
+				seq[bt.WorkerId]++
+				bt.Seq = seq[bt.WorkerId]
+				if _, err := x.Apply(bt); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Fill to the cap first: the stores measured then evict.
+			for n := 0; bc.cap < 1<<30; n++ {
+				if testutil.ToFloat64(x.metrics.evictions) > 0 {
+					break
+				}
+				if n == len(batches) {
+					b.Fatalf("the batches never fill the %d-block cap", bc.cap)
+				}
+				apply(n)
+			}
+			evictions := testutil.ToFloat64(x.metrics.evictions)
+			start := time.Now()
+			n := 0
+			for b.Loop() {
+				apply(n)
+				n++
+			}
+			b.ReportMetric(float64(n*perBatch)/time.Since(start).Seconds(), "block-events/s")
+			b.ReportMetric((testutil.ToFloat64(x.metrics.evictions)-evictions)/float64(n*perBatch), "evictions/event")
+			if _, blocks := x.Size(); blocks > bc.cap {
+				b.Fatalf("%d blocks over the %d cap", blocks, bc.cap)
+			}
+		})
 	}
-	start := time.Now()
-	n := 0
-	for b.Loop() {
-		bt := batches[n%len(batches)]
-		seq[bt.WorkerId]++
-		bt.Seq = seq[bt.WorkerId]
-		if _, err := x.Apply(bt); err != nil {
-			b.Fatal(err)
-		}
-		n++
-	}
-	b.ReportMetric(float64(n*perBatch)/time.Since(start).Seconds(), "block-events/s")
 }
 
 // BenchmarkMemory reports heap bytes per (block, worker) entry of the

@@ -2,6 +2,7 @@ package kvindex
 
 import (
 	"math/bits"
+	"math/rand/v2"
 	"slices"
 )
 
@@ -9,29 +10,57 @@ import (
 const evictSample = 64
 
 // evict brings both maps of the model under max entries, dropping the
-// least recently stored. Exact LRU would cost a list node per block (16+
-// bytes, and pointer chasing on every store); instead, like Redis, each
-// round samples entries (Go map iteration starts at a random place) and
-// drops those at or below the sample's median age, which approximates LRU
-// well at a fraction of the memory. Caller holds m.mu.
+// least recently touched: stored, or matched by a Score (remote blocks:
+// stored, as Score only reads their map). Exact LRU would cost a list
+// node per block (16+ bytes, and pointer chasing on every store); instead,
+// like Redis, each round samples entries at random and drops those at
+// least as old as the sample's median, which approximates LRU well at a
+// fraction of the memory. Ages count
+// store events back from the model's clock, so its wrapping is harmless.
+// Once over max, it evicts down to a sixty-fourth below it, so that the
+// sampling and the start of a map walk are paid once per many evictions,
+// not once per store. Caller holds m.mu.
 func (m *model) evict(max int, met *Metrics) {
+	if len(m.index) > max {
+		m.evictLocal(max-max/64, met)
+	}
+	if len(m.remote) > max {
+		m.evictRemote(max-max/64, met)
+	}
+}
+
+// evictLocal samples occupied slots of the slab at random for the age
+// cut, then walks the slab from where the last walk stopped (a clock hand:
+// memory read in order, unlike a walk of the map) dropping blocks at
+// least that old.
+func (m *model) evictLocal(max int, met *Metrics) {
+	before := len(m.index)
+	defer func() { met.evictions.Add(float64(before - len(m.index))) }()
 	for len(m.index) > max {
-		var ages []uint32
-		for _, i := range m.index {
-			ages = append(ages, m.slots[i-1].touched)
-			if len(ages) == evictSample {
-				break
+		var sample [evictSample]uint32
+		ages := sample[:0]
+		for tries := 0; len(ages) < evictSample && tries < 4*evictSample; tries++ {
+			if sl := &m.slots[rand.IntN(len(m.slots))]; sl.first.mask != 0 {
+				ages = append(ages, m.clock-sl.touched)
 			}
 		}
+		if len(ages) == 0 {
+			ages = append(ages, 0)
+		}
 		cut := median(ages)
-		for _, si := range m.index {
+		for range len(m.slots) {
 			if len(m.index) <= max {
 				break
 			}
-			if m.slots[si-1].touched > cut {
+			si := m.hand
+			if m.hand++; int(m.hand) == len(m.slots) {
+				m.hand = 0
+			}
+			sl := &m.slots[si]
+			if sl.first.mask == 0 || m.clock-sl.touched < cut {
 				continue
 			}
-			hs := m.holdersAt(si - 1)
+			hs := m.holdersAt(si)
 			for i := range hs.len() {
 				r := hs.at(i)
 				if w := m.workers[r.worker]; w != nil {
@@ -40,14 +69,21 @@ func (m *model) evict(max int, met *Metrics) {
 					}
 				}
 			}
-			m.freeSlot(si - 1)
-			met.evictions.Inc()
+			m.freeSlot(si)
 		}
 	}
+}
+
+// evictRemote is evictLocal for the remote map, which has no slab: it
+// samples and walks the map (remote blocks are few next to local ones).
+func (m *model) evictRemote(max int, met *Metrics) {
+	before := len(m.remote)
+	defer func() { met.evictions.Add(float64(before - len(m.remote))) }()
 	for len(m.remote) > max {
-		var ages []uint32
+		var sample [evictSample]uint32
+		ages := sample[:0]
 		for _, t := range m.remote {
-			ages = append(ages, t)
+			ages = append(ages, m.clock-t)
 			if len(ages) == evictSample {
 				break
 			}
@@ -57,9 +93,8 @@ func (m *model) evict(max int, met *Metrics) {
 			if len(m.remote) <= max {
 				break
 			}
-			if t <= cut {
+			if m.clock-t >= cut {
 				delete(m.remote, h)
-				met.evictions.Inc()
 			}
 		}
 	}

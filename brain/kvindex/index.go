@@ -196,7 +196,7 @@ type workerState struct {
 // of blocks, marking them was what stretched Score's tail.
 type slot struct {
 	hash    uint64
-	touched uint32 // the model's clock at the last store: eviction age
+	touched uint32 // the model's clock at the last store or Score match: eviction age (atomic under the read lock)
 	next    uint32 // slot+1 of the block last stored after this one; 0: none
 	first   ref    // first holder; mask 0 means the slot is free
 	more    uint32 // 1 + offset in model.arena of the other holders; 0: none
@@ -216,6 +216,7 @@ type model struct {
 	freeReg [16][]uint32
 	remote  map[uint64]uint32
 	clock   uint32
+	hand    uint32 // the slot eviction's walk resumes at
 	workers map[uint32]*workerState
 }
 
@@ -306,7 +307,8 @@ func (m *model) freeSlot(i uint32) {
 // Options bound the index.
 type Options struct {
 	// MaxBlocksPerModel caps the distinct blocks kept per model (local and
-	// remote maps each); the least recently stored are evicted beyond it.
+	// remote maps each); beyond it, the least recently touched (stored, or
+	// matched by a Score) are evicted, down to a sixty-fourth below the cap.
 	// 0 means 4,000,000.
 	MaxBlocksPerModel int
 }

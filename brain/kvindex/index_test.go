@@ -349,6 +349,35 @@ func TestEvictionBoundsMemory(t *testing.T) {
 	}
 }
 
+// TestEvictionKeepsWhatScoresMatch: under churn at the cap, a block that
+// queries keep matching (a shared system prompt, stored once, long ago)
+// stays indexed; the same block unqueried is evicted like any old one.
+func TestEvictionKeepsWhatScoresMatch(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		queried bool
+	}{{"queried", true}, {"never queried", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := New(Options{MaxBlocksPerModel: 100}, nil)
+			x.SyncWorkers(map[string]string{"a": "m"})
+			f := newFeeder(t, x)
+			f.snapshot("a", stored(gpu, 1, 2))
+			for i := range uint64(2000) {
+				f.send("a", stored(gpu, 1000+i))
+				if tc.queried {
+					if got := scores(x, "m", 1, 2); got["a"] != [4]uint32{2, 0, 0, 0} {
+						t.Fatalf("after %d stores the prompt scores %v", i, got)
+					}
+				}
+			}
+			_, present := x.model("m").index[1]
+			if present != tc.queried {
+				t.Fatalf("prompt indexed after churn: %v, want %v", present, tc.queried)
+			}
+		})
+	}
+}
+
 // TestConcurrentScoreAndApply runs under -race: Scores while batches apply
 // and workers come and go.
 func TestConcurrentScoreAndApply(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
@@ -60,7 +61,7 @@ func (x *Index) ScoreInto(dst []Match, modelName string, hashes []uint64) []Matc
 
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	hasRemote := len(m.remote) > 0
+	hasRemote, clock := len(m.remote) > 0, m.clock
 	var cur uint32 // slot+1 of the previous block, 0 when it had none
 	for i, h := range hashes {
 		// Follow the previous block's link when it leads to this hash: no
@@ -78,6 +79,13 @@ func (x *Index) ScoreInto(dst []Match, modelName string, hashes []uint64) []Matc
 		var hs holders
 		if local {
 			hs = m.holdersAt(cur - 1)
+			// A block queries keep matching is worth keeping: eviction
+			// goes by this age. Atomic because readers share the lock;
+			// loaded first so that a hot prefix's cache lines are not
+			// written by every query.
+			if t := &m.slots[cur-1].touched; atomic.LoadUint32(t) != clock {
+				atomic.StoreUint32(t, clock)
+			}
 		}
 		// The remote map is consulted only when the local holders do not
 		// continue every alive worker: most queries never touch it.
