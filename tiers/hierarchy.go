@@ -281,7 +281,12 @@ func (h *Hierarchy) Put(ctx context.Context, blocks []Block) error {
 	}
 	valid := make([]Block, 0, len(blocks))
 	idx := make([]int, 0, len(blocks))
+	seen := make(map[Key]bool, len(blocks))
 	for i, b := range blocks {
+		if seen[b.Key] {
+			continue // the same block twice in a batch: once is enough
+		}
+		seen[b.Key] = true
 		h.freq.add(b.Key)
 		if e := h.index[b.Key]; e != nil && e.size != int64(len(b.Data)) {
 			errs[i] = fmt.Errorf("tiers: put %s: %d bytes, the stored copy has %d (keys are content-addressed): %w", b.Key, len(b.Data), e.size, ErrCorrupt)

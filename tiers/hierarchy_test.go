@@ -160,6 +160,8 @@ func TestEvictionCascadeAndPromotion(t *testing.T) {
 			"put 1; big 7; get 7 disk", "1", "7"},
 		{"a batch larger than the CPU tier: its first blocks stay, the rest go to disk", 1,
 			"batch 1 2 3 4", "1,2,3", "4"},
+		{"a block twice in one batch is stored once", 1,
+			"batch 1 1 2; put 3 4", "2,3,4", "1"},
 		{"a re-offloaded block is not rewritten", 1,
 			"put 1 2 3; put 1; put 4", "1,3,4", "2"},
 	} {
