@@ -370,42 +370,33 @@ func TestConcurrentUse(t *testing.T) {
 	var rec recorder
 	h := newHierarchy(t, tiers.Config{Local: l.tiers(), SpillMinCount: 1, OnEvent: rec.on})
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	errc := make(chan error, 6)
-	for g := range 6 {
-		wg.Go(func() {
-			for r := range 60 {
-				id := (g*13 + r*7) % 40
-				var err error
-				switch r % 5 {
-				case 0, 1:
-					err = h.Put(ctx, []tiers.Block{storetest.Block(id, blockSize), storetest.Block((id+1)%40, blockSize)})
-				case 2:
-					var hits []tiers.Hit
-					hits, err = h.Get(ctx, keys(id, (id+5)%40))
-					for i, hit := range hits {
-						if hit.Data != nil && !slices.Equal(hit.Data, storetest.Data(keys(id, (id+5)%40)[i], blockSize)) {
-							err = fmt.Errorf("block %d: wrong bytes from %v", id, hit.Medium)
-						}
+	storetest.Concurrently(t, 6, func(g int) error {
+		for r := range 60 {
+			id := (g*13 + r*7) % 40
+			var err error
+			switch r % 5 {
+			case 0, 1:
+				err = h.Put(ctx, []tiers.Block{storetest.Block(id, blockSize), storetest.Block((id+1)%40, blockSize)})
+			case 2:
+				var hits []tiers.Hit
+				hits, err = h.Get(ctx, keys(id, (id+5)%40))
+				for i, hit := range hits {
+					if hit.Data != nil && !slices.Equal(hit.Data, storetest.Data(keys(id, (id+5)%40)[i], blockSize)) {
+						err = fmt.Errorf("block %d: wrong bytes from %v", id, hit.Medium)
 					}
-				case 3:
-					_, err = h.Lookup(ctx, keys(id))
-					h.Pin(keys(id), time.Millisecond)
-				case 4:
-					err = h.Delete(ctx, keys((id+3)%40))
 				}
-				if err != nil {
-					errc <- err
-					return
-				}
+			case 3:
+				_, err = h.Lookup(ctx, keys(id))
+				h.Pin(keys(id), time.Millisecond)
+			case 4:
+				err = h.Delete(ctx, keys((id+3)%40))
 			}
-		})
-	}
-	wg.Wait()
-	close(errc)
-	for err := range errc {
-		t.Fatal(err)
-	}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync/atomic"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -36,8 +35,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/strata-llm/strata/tiers"
-	"github.com/strata-llm/strata/tiers/internal/batch"
 	"github.com/strata-llm/strata/tiers/internal/objname"
+	"github.com/strata-llm/strata/tiers/internal/objstore"
 	"github.com/strata-llm/strata/tiers/internal/record"
 )
 
@@ -98,10 +97,9 @@ func (c Config) authKind() string {
 type Store struct {
 	container *container.Client
 	names     objname.Namer
-	parallel  int
 	create    bool
 	secrets   []string // redacted from every error message
-	closed    atomic.Bool
+	batches   *objstore.Batches
 }
 
 var _ tiers.Store = (*Store)(nil)
@@ -129,7 +127,7 @@ func New(cfg Config) (*Store, error) {
 		Retry:     policy.RetryOptions{MaxRetries: int32(cmp.Or(cfg.MaxRetries, -1))},
 		Transport: httpClient,
 	}}
-	s := &Store{names: names, parallel: parallel, create: cfg.CreateContainer}
+	s := &Store{names: names, create: cfg.CreateContainer, batches: &objstore.Batches{Name: "azure", Parallel: parallel}}
 	switch {
 	case cfg.ConnectionString != "":
 		s.secrets = []string{cfg.ConnectionString}
@@ -228,44 +226,20 @@ func (s *Store) Check(ctx context.Context) error {
 
 // Put uploads each block as one block blob, Parallel at a time.
 func (s *Store) Put(ctx context.Context, blocks []tiers.Block) error {
-	if s.closed.Load() {
-		return fmt.Errorf("azure put: %w", tiers.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	errs := make([]error, len(blocks))
-	batch.Each(len(blocks), s.parallel, func(i int) {
-		b := blocks[i]
-		if len(b.Data) > tiers.MaxBlockSize {
-			errs[i] = fmt.Errorf("azure put %s: %d bytes exceed the %d-byte block limit: %w", b.Key, len(b.Data), tiers.MaxBlockSize, tiers.ErrOverCapacity)
-			return
-		}
+	return s.batches.Put(ctx, blocks, func(ctx context.Context, b tiers.Block) error {
 		name := s.names.Name(b.Key)
 		_, err := s.container.NewBlockBlobClient(name).Upload(ctx, streaming.NopCloser(record.NewReader(b.Key, b.Data)), &blockblob.UploadOptions{
 			HTTPHeaders: &blob.HTTPHeaders{BlobContentType: ptr("application/octet-stream")},
 		})
-		errs[i] = s.classify("put", name, err)
+		return s.classify("put", name, err)
 	})
-	return tiers.Batch(errs)
 }
 
 func ptr[T any](v T) *T { return &v }
 
 // Get downloads and verifies each block; a corrupt blob is deleted.
 func (s *Store) Get(ctx context.Context, keys []tiers.Key) []tiers.Result {
-	out := make([]tiers.Result, len(keys))
-	batch.Each(len(keys), s.parallel, func(i int) {
-		switch {
-		case s.closed.Load():
-			out[i].Err = fmt.Errorf("azure get: %w", tiers.ErrClosed)
-		case ctx.Err() != nil:
-			out[i].Err = ctx.Err()
-		default:
-			out[i].Data, out[i].Err = s.get(ctx, keys[i])
-		}
-	})
-	return out
+	return s.batches.Get(ctx, keys, s.get)
 }
 
 func (s *Store) get(ctx context.Context, k tiers.Key) ([]byte, error) {
@@ -292,47 +266,18 @@ func (s *Store) get(ctx context.Context, k tiers.Key) ([]byte, error) {
 
 // Has asks for each blob's properties.
 func (s *Store) Has(ctx context.Context, keys []tiers.Key) ([]bool, error) {
-	if s.closed.Load() {
-		return nil, fmt.Errorf("azure has: %w", tiers.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	out := make([]bool, len(keys))
-	errs := make([]error, len(keys))
-	batch.Each(len(keys), s.parallel, func(i int) {
-		name := s.names.Name(keys[i])
-		_, err := s.container.NewBlobClient(name).GetProperties(ctx, nil)
-		switch err = s.classify("has", name, err); {
-		case err == nil:
-			out[i] = true
-		case !errors.Is(err, tiers.ErrNotFound):
-			errs[i] = err
-		}
+	return s.batches.Has(ctx, keys, func(ctx context.Context, k tiers.Key) error {
+		_, err := s.container.NewBlobClient(s.names.Name(k)).GetProperties(ctx, nil)
+		return s.classify("has", s.names.Name(k), err)
 	})
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // Delete removes the blobs.
 func (s *Store) Delete(ctx context.Context, keys []tiers.Key) error {
-	if s.closed.Load() {
-		return fmt.Errorf("azure delete: %w", tiers.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	errs := make([]error, len(keys))
-	batch.Each(len(keys), s.parallel, func(i int) {
-		name := s.names.Name(keys[i])
-		_, err := s.container.NewBlobClient(name).Delete(ctx, nil)
-		if err = s.classify("delete", name, err); !errors.Is(err, tiers.ErrNotFound) {
-			errs[i] = err
-		}
+	return s.batches.Delete(ctx, keys, func(ctx context.Context, k tiers.Key) error {
+		_, err := s.container.NewBlobClient(s.names.Name(k)).Delete(ctx, nil)
+		return s.classify("delete", s.names.Name(k), err)
 	})
-	return tiers.Batch(errs)
 }
 
 // classify maps an SDK error to the tiers errors with a message that names
@@ -396,6 +341,6 @@ func (s *Store) Stats() tiers.Stats { return tiers.Stats{Blocks: -1, Bytes: -1} 
 
 // Close makes later calls fail.
 func (s *Store) Close() error {
-	s.closed.Store(true)
+	s.batches.Close()
 	return nil
 }

@@ -40,22 +40,11 @@ func BenchmarkAzure(b *testing.B) {
 	}
 
 	b.Run("put", func(b *testing.B) {
-		tier, base := storetest.NewTimer("tier"), storetest.NewTimer("azblob")
-		i := 0
-		for b.Loop() {
-			blk := blocks[i%benchKeys]
-			storetest.InTurns(i, func() {
-				base.Time(len(blk.Data), func() { plainPut(b, i) })
-			}, func() {
-				tier.Time(len(blk.Data), func() {
-					if err := s.Put(ctx, []tiers.Block{blk}); err != nil {
-						b.Fatal(err)
-					}
-				})
-			})
-			i++
-		}
-		storetest.Compare(b, tier, base)
+		storetest.Versus(b, storetest.BenchBlock, "azblob", func(i int) {
+			if err := s.Put(ctx, []tiers.Block{blocks[i%benchKeys]}); err != nil {
+				b.Fatal(err)
+			}
+		}, func(i int) { plainPut(b, i) })
 	})
 
 	b.Run("get", func(b *testing.B) {
@@ -65,31 +54,20 @@ func BenchmarkAzure(b *testing.B) {
 			}
 			plainPut(b, i)
 		}
-		tier, base := storetest.NewTimer("tier"), storetest.NewTimer("azblob")
-		i := 0
-		for b.Loop() {
-			k := blocks[i%benchKeys].Key
-			storetest.InTurns(i, func() {
-				base.Time(storetest.BenchBlock, func() {
-					resp, err := s.container.NewBlobClient(plainName(i)).DownloadStream(ctx, nil)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if _, err := io.ReadFull(resp.Body, make([]byte, *resp.ContentLength)); err != nil {
-						b.Fatal(err)
-					}
-					_ = resp.Body.Close()
-				})
-			}, func() {
-				tier.Time(storetest.BenchBlock, func() {
-					if r := s.Get(ctx, []tiers.Key{k}); r[0].Err != nil {
-						b.Fatal(r[0].Err)
-					}
-				})
-			})
-			i++
-		}
-		storetest.Compare(b, tier, base)
+		storetest.Versus(b, storetest.BenchBlock, "azblob", func(i int) {
+			if r := s.Get(ctx, []tiers.Key{blocks[i%benchKeys].Key}); r[0].Err != nil {
+				b.Fatal(r[0].Err)
+			}
+		}, func(i int) {
+			resp, err := s.container.NewBlobClient(plainName(i)).DownloadStream(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(resp.Body, make([]byte, *resp.ContentLength)); err != nil {
+				b.Fatal(err)
+			}
+			_ = resp.Body.Close()
+		})
 	})
 }
 

@@ -61,34 +61,27 @@ func BenchmarkWrite(b *testing.B) {
 	for _, sync := range []bool{false, true} {
 		b.Run(fmt.Sprintf("fsync=%v", sync), func(b *testing.B) {
 			s, plain, blocks := benchSetup(b, sync)
-			tier, file := storetest.NewTimer("tier"), storetest.NewTimer("osfile")
 			ctx := context.Background()
-			i := 0
-			for b.Loop() {
-				// Both write a new file each round (rewriting one in place
-				// costs ext4 a flush) and, untimed, drop the one written
-				// benchKeys rounds ago.
+			// Each round, both write a new file (rewriting one in place costs
+			// ext4 a flush) and drop the one written benchKeys rounds ago.
+			storetest.Versus(b, storetest.BenchBlock, "osfile", func(i int) {
 				blk := tiers.Block{Key: storetest.Key(i), Data: blocks[i%benchKeys].Data}
+				if err := s.Put(ctx, []tiers.Block{blk}); err != nil {
+					b.Fatal(err)
+				}
 				if i >= benchKeys {
-					if err := os.Remove(filepath.Join(plain, strconv.Itoa(i-benchKeys))); err != nil {
-						b.Fatal(err)
-					}
 					if err := s.Delete(ctx, []tiers.Key{storetest.Key(i - benchKeys)}); err != nil {
 						b.Fatal(err)
 					}
 				}
-				storetest.InTurns(i, func() {
-					file.Time(len(blk.Data), func() { writeFile(b, filepath.Join(plain, strconv.Itoa(i)), blk.Data, sync) })
-				}, func() {
-					tier.Time(len(blk.Data), func() {
-						if err := s.Put(ctx, []tiers.Block{blk}); err != nil {
-							b.Fatal(err)
-						}
-					})
-				})
-				i++
-			}
-			storetest.Compare(b, tier, file)
+			}, func(i int) {
+				writeFile(b, filepath.Join(plain, strconv.Itoa(i)), blocks[i%benchKeys].Data, sync)
+				if i >= benchKeys {
+					if err := os.Remove(filepath.Join(plain, strconv.Itoa(i-benchKeys))); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		})
 	}
 }
@@ -105,24 +98,13 @@ func BenchmarkRead(b *testing.B) {
 	if err := s.Put(ctx, blocks); err != nil {
 		b.Fatal(err)
 	}
-	tier, file := storetest.NewTimer("tier"), storetest.NewTimer("osfile")
-	i := 0
-	for b.Loop() {
-		k := blocks[i%benchKeys].Key
-		storetest.InTurns(i, func() {
-			file.Time(storetest.BenchBlock, func() {
-				if _, err := os.ReadFile(filepath.Join(plain, k.String())); err != nil {
-					b.Fatal(err)
-				}
-			})
-		}, func() {
-			tier.Time(storetest.BenchBlock, func() {
-				if r := s.Get(ctx, []tiers.Key{k}); r[0].Err != nil {
-					b.Fatal(r[0].Err)
-				}
-			})
-		})
-		i++
-	}
-	storetest.Compare(b, tier, file)
+	storetest.Versus(b, storetest.BenchBlock, "osfile", func(i int) {
+		if r := s.Get(ctx, []tiers.Key{blocks[i%benchKeys].Key}); r[0].Err != nil {
+			b.Fatal(r[0].Err)
+		}
+	}, func(i int) {
+		if _, err := os.ReadFile(filepath.Join(plain, blocks[i%benchKeys].Key.String())); err != nil {
+			b.Fatal(err)
+		}
+	})
 }

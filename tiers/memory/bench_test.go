@@ -24,24 +24,15 @@ func BenchmarkMemory(b *testing.B) {
 		blocks[i] = storetest.Block(i, storetest.BenchBlock)
 	}
 	b.Run("put", func(b *testing.B) {
-		tier, base := storetest.NewTimer("tier"), storetest.NewTimer("copy")
 		var sink []byte
-		i := 0
-		for b.Loop() {
-			blk := blocks[i%keys]
-			storetest.InTurns(i, func() {
-				base.Time(len(blk.Data), func() { sink = append(make([]byte, 0, len(blk.Data)), blk.Data...) })
-			}, func() {
-				tier.Time(len(blk.Data), func() {
-					if err := s.Put(ctx, []tiers.Block{blk}); err != nil {
-						b.Fatal(err)
-					}
-				})
-			})
-			i++
-		}
+		storetest.Versus(b, storetest.BenchBlock, "copy", func(i int) {
+			if err := s.Put(ctx, []tiers.Block{blocks[i%keys]}); err != nil {
+				b.Fatal(err)
+			}
+		}, func(i int) {
+			sink = append(make([]byte, 0, storetest.BenchBlock), blocks[i%keys].Data...)
+		})
 		_ = sink
-		storetest.Compare(b, tier, base)
 	})
 	b.Run("get", func(b *testing.B) {
 		if err := s.Put(ctx, blocks); err != nil {

@@ -40,29 +40,20 @@ func BenchmarkS3(b *testing.B) {
 		blocks[i] = storetest.Block(i, storetest.BenchBlock)
 	}
 	plainName := func(i int) string { return "plain/" + blocks[i%benchKeys].Key.ObjectName() }
+	plainPut := func(b *testing.B, i int) {
+		data := blocks[i%benchKeys].Data
+		if _, err := plain.PutObject(ctx, cfg.Bucket, plainName(i), bytes.NewReader(data), int64(len(data)),
+			minio.PutObjectOptions{ContentType: "application/octet-stream"}); err != nil {
+			b.Fatal(err)
+		}
+	}
 
 	b.Run("put", func(b *testing.B) {
-		tier, base := storetest.NewTimer("tier"), storetest.NewTimer("miniogo")
-		i := 0
-		for b.Loop() {
-			blk := blocks[i%benchKeys]
-			storetest.InTurns(i, func() {
-				base.Time(len(blk.Data), func() {
-					if _, err := plain.PutObject(ctx, cfg.Bucket, plainName(i), bytes.NewReader(blk.Data), int64(len(blk.Data)),
-						minio.PutObjectOptions{ContentType: "application/octet-stream"}); err != nil {
-						b.Fatal(err)
-					}
-				})
-			}, func() {
-				tier.Time(len(blk.Data), func() {
-					if err := s.Put(ctx, []tiers.Block{blk}); err != nil {
-						b.Fatal(err)
-					}
-				})
-			})
-			i++
-		}
-		storetest.Compare(b, tier, base)
+		storetest.Versus(b, storetest.BenchBlock, "miniogo", func(i int) {
+			if err := s.Put(ctx, []tiers.Block{blocks[i%benchKeys]}); err != nil {
+				b.Fatal(err)
+			}
+		}, func(i int) { plainPut(b, i) })
 	})
 
 	b.Run("get", func(b *testing.B) {
@@ -70,38 +61,25 @@ func BenchmarkS3(b *testing.B) {
 			if err := s.Put(ctx, []tiers.Block{blocks[i]}); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := plain.PutObject(ctx, cfg.Bucket, plainName(i), bytes.NewReader(blocks[i].Data), int64(len(blocks[i].Data)), minio.PutObjectOptions{}); err != nil {
+			plainPut(b, i)
+		}
+		storetest.Versus(b, storetest.BenchBlock, "miniogo", func(i int) {
+			if r := s.Get(ctx, []tiers.Key{blocks[i%benchKeys].Key}); r[0].Err != nil {
+				b.Fatal(r[0].Err)
+			}
+		}, func(i int) {
+			obj, err := plain.GetObject(ctx, cfg.Bucket, plainName(i), minio.GetObjectOptions{})
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-		tier, base := storetest.NewTimer("tier"), storetest.NewTimer("miniogo")
-		i := 0
-		for b.Loop() {
-			k := blocks[i%benchKeys].Key
-			storetest.InTurns(i, func() {
-				base.Time(storetest.BenchBlock, func() {
-					obj, err := plain.GetObject(ctx, cfg.Bucket, plainName(i), minio.GetObjectOptions{})
-					if err != nil {
-						b.Fatal(err)
-					}
-					info, err := obj.Stat()
-					if err != nil {
-						b.Fatal(err)
-					}
-					if _, err := io.ReadFull(obj, make([]byte, info.Size)); err != nil {
-						b.Fatal(err)
-					}
-					_ = obj.Close()
-				})
-			}, func() {
-				tier.Time(storetest.BenchBlock, func() {
-					if r := s.Get(ctx, []tiers.Key{k}); r[0].Err != nil {
-						b.Fatal(r[0].Err)
-					}
-				})
-			})
-			i++
-		}
-		storetest.Compare(b, tier, base)
+			info, err := obj.Stat()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(obj, make([]byte, info.Size)); err != nil {
+				b.Fatal(err)
+			}
+			_ = obj.Close()
+		})
 	})
 }

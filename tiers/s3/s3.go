@@ -23,14 +23,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/strata-llm/strata/tiers"
-	"github.com/strata-llm/strata/tiers/internal/batch"
 	"github.com/strata-llm/strata/tiers/internal/objname"
+	"github.com/strata-llm/strata/tiers/internal/objstore"
 	"github.com/strata-llm/strata/tiers/internal/record"
 )
 
@@ -88,9 +87,8 @@ type Store struct {
 	transport http.RoundTripper
 	bucket    string
 	names     objname.Namer
-	parallel  int
 	create    bool
-	closed    atomic.Bool
+	batches   *objstore.Batches
 }
 
 var _ tiers.Store = (*Store)(nil)
@@ -138,7 +136,8 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 tier: %w", err)
 	}
-	return &Store{client: client, core: minio.Core{Client: client}, transport: transport, bucket: cfg.Bucket, names: names, parallel: parallel, create: cfg.CreateBucket}, nil
+	return &Store{client: client, core: minio.Core{Client: client}, transport: transport, bucket: cfg.Bucket, names: names, create: cfg.CreateBucket,
+		batches: &objstore.Batches{Name: "s3", Parallel: parallel}}, nil
 }
 
 // noNetwork is the HTTP client New lends the credential providers: the
@@ -175,45 +174,19 @@ func (s *Store) name(k tiers.Key) string { return s.names.Name(k) }
 
 // Put uploads each block as one object, Parallel at a time.
 func (s *Store) Put(ctx context.Context, blocks []tiers.Block) error {
-	if s.closed.Load() {
-		return fmt.Errorf("s3 put: %w", tiers.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	errs := make([]error, len(blocks))
-	batch.Each(len(blocks), s.parallel, func(i int) {
-		b := blocks[i]
-		if len(b.Data) > tiers.MaxBlockSize {
-			errs[i] = fmt.Errorf("s3 put %s: %d bytes exceed the %d-byte block limit: %w", b.Key, len(b.Data), tiers.MaxBlockSize, tiers.ErrOverCapacity)
-			return
-		}
+	return s.batches.Put(ctx, blocks, func(ctx context.Context, b tiers.Block) error {
 		r := record.NewReader(b.Key, b.Data)
 		_, err := s.client.PutObject(ctx, s.bucket, s.name(b.Key), r, r.Size(), minio.PutObjectOptions{
 			ContentType: "application/octet-stream", DisableMultipart: true,
 		})
-		if err != nil {
-			errs[i] = s.classify("put", s.name(b.Key), err)
-		}
+		return s.classify("put", s.name(b.Key), err)
 	})
-	return tiers.Batch(errs)
 }
 
 // Get downloads and verifies each block. A corrupt object is deleted (all
 // nodes share it: one that is never served should not stay to be fetched).
 func (s *Store) Get(ctx context.Context, keys []tiers.Key) []tiers.Result {
-	out := make([]tiers.Result, len(keys))
-	batch.Each(len(keys), s.parallel, func(i int) {
-		switch {
-		case s.closed.Load():
-			out[i].Err = fmt.Errorf("s3 get: %w", tiers.ErrClosed)
-		case ctx.Err() != nil:
-			out[i].Err = ctx.Err()
-		default:
-			out[i].Data, out[i].Err = s.get(ctx, keys[i])
-		}
-	})
-	return out
+	return s.batches.Get(ctx, keys, s.get)
 }
 
 func (s *Store) get(ctx context.Context, k tiers.Key) ([]byte, error) {
@@ -236,36 +209,15 @@ func (s *Store) get(ctx context.Context, k tiers.Key) ([]byte, error) {
 
 // Has asks for each object's metadata.
 func (s *Store) Has(ctx context.Context, keys []tiers.Key) ([]bool, error) {
-	if s.closed.Load() {
-		return nil, fmt.Errorf("s3 has: %w", tiers.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	out := make([]bool, len(keys))
-	errs := make([]error, len(keys))
-	batch.Each(len(keys), s.parallel, func(i int) {
-		name := s.name(keys[i])
-		_, err := s.client.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{})
-		switch err = s.classify("has", name, err); {
-		case err == nil:
-			out[i] = true
-		case !errors.Is(err, tiers.ErrNotFound):
-			errs[i] = err
-		}
+	return s.batches.Has(ctx, keys, func(ctx context.Context, k tiers.Key) error {
+		_, err := s.client.StatObject(ctx, s.bucket, s.name(k), minio.StatObjectOptions{})
+		return s.classify("has", s.name(k), err)
 	})
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // Delete removes the objects in multi-object delete requests.
 func (s *Store) Delete(ctx context.Context, keys []tiers.Key) error {
-	if s.closed.Load() {
-		return fmt.Errorf("s3 delete: %w", tiers.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := s.batches.Usable(ctx, "delete"); err != nil {
 		return err
 	}
 	index := make(map[string]int, len(keys))
@@ -312,7 +264,7 @@ func (s *Store) Stats() tiers.Stats { return tiers.Stats{Blocks: -1, Bytes: -1} 
 
 // Close makes later calls fail; idle connections are released.
 func (s *Store) Close() error {
-	if !s.closed.Swap(true) {
+	if s.batches.Close() {
 		if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
 			t.CloseIdleConnections()
 		}

@@ -65,15 +65,25 @@ func Compare(b *testing.B, tier, base *Timer) {
 	}
 }
 
-// InTurns runs a and b, a first on even rounds and b first on odd ones, so
-// that neither always pays for what the other left behind (dirty pages to
-// write back, a connection to reopen).
-func InTurns(round int, a, b func()) {
-	if round%2 == 0 {
-		a()
-		b()
-		return
+// Versus times tier(i) and base(i), each moving size bytes, in turns in
+// every round i of b.Loop (who goes first alternates, so that neither always
+// pays for what the other left behind: dirty pages to write back, a
+// connection to reopen), and reports both and tier's throughput as a
+// fraction of base's.
+func Versus(b *testing.B, size int, baseName string, tier, base func(i int)) {
+	tt, bt := NewTimer("tier"), NewTimer(baseName)
+	runTier := func(i int) { tt.Time(size, func() { tier(i) }) }
+	runBase := func(i int) { bt.Time(size, func() { base(i) }) }
+	i := 0
+	for b.Loop() {
+		if i%2 == 0 {
+			runBase(i)
+			runTier(i)
+		} else {
+			runTier(i)
+			runBase(i)
+		}
+		i++
 	}
-	b()
-	a()
+	Compare(b, tt, bt)
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -231,40 +232,31 @@ func canceled(t *testing.T, s tiers.Store, o Options) {
 func concurrent(t *testing.T, s tiers.Store, o Options) {
 	const keys, rounds = 16, 12
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	errc := make(chan error, o.Concurrency)
-	for g := range o.Concurrency {
-		wg.Go(func() {
-			for r := range rounds {
-				i := (g*7 + r) % keys
-				k := Key(i)
-				var err error
-				switch (g + r) % 4 {
-				case 0, 1:
-					err = s.Put(ctx, []tiers.Block{Block(i, o.BlockSize), Block((i+1)%keys, o.BlockSize)})
-				case 2:
-					for _, res := range s.Get(ctx, []tiers.Key{k, Key((i + 3) % keys)}) {
-						if res.Err == nil && len(res.Data) != o.BlockSize {
-							err = fmt.Errorf("read %d bytes, want %d", len(res.Data), o.BlockSize)
-						} else if res.Err != nil && !errors.Is(res.Err, tiers.ErrNotFound) {
-							err = res.Err
-						}
+	Concurrently(t, o.Concurrency, func(g int) error {
+		for r := range rounds {
+			i := (g*7 + r) % keys
+			k := Key(i)
+			var err error
+			switch (g + r) % 4 {
+			case 0, 1:
+				err = s.Put(ctx, []tiers.Block{Block(i, o.BlockSize), Block((i+1)%keys, o.BlockSize)})
+			case 2:
+				for _, res := range s.Get(ctx, []tiers.Key{k, Key((i + 3) % keys)}) {
+					if res.Err == nil && len(res.Data) != o.BlockSize {
+						err = fmt.Errorf("read %d bytes, want %d", len(res.Data), o.BlockSize)
+					} else if res.Err != nil && !errors.Is(res.Err, tiers.ErrNotFound) {
+						err = res.Err
 					}
-				case 3:
-					err = s.Delete(ctx, []tiers.Key{k})
 				}
-				if err != nil {
-					errc <- err
-					return
-				}
+			case 3:
+				err = s.Delete(ctx, []tiers.Key{k})
 			}
-		})
-	}
-	wg.Wait()
-	close(errc)
-	for err := range errc {
-		t.Fatal(err)
-	}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	// Every surviving block reads back intact.
 	all := make([]tiers.Key, keys)
 	for i := range all {
@@ -273,6 +265,50 @@ func concurrent(t *testing.T, s tiers.Store, o Options) {
 	for i, r := range s.Get(ctx, all) {
 		if r.Err == nil && !bytes.Equal(r.Data, Data(all[i], o.BlockSize)) {
 			t.Fatalf("%s reads back wrong bytes after concurrent use", all[i])
+		}
+	}
+}
+
+// Concurrently runs fn(g) in n goroutines and fails t with their errors.
+func Concurrently(t *testing.T, n int, fn func(g int) error) {
+	t.Helper()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Go(func() { errs[g] = fn(g) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WantCorruptDropped checks, after bad's stored bytes were tampered with
+// behind the store's back, that good still reads, bad reads as ErrCorrupt
+// with no data, and the store no longer holds bad.
+func WantCorruptDropped(t *testing.T, s tiers.Store, good, bad tiers.Key) {
+	t.Helper()
+	ctx := context.Background()
+	res := s.Get(ctx, []tiers.Key{good, bad})
+	if res[0].Err != nil || !errors.Is(res[1].Err, tiers.ErrCorrupt) || res[1].Data != nil {
+		t.Fatalf("intact block: %v; tampered block: %v with %d bytes, want ErrCorrupt and none", res[0].Err, res[1].Err, len(res[1].Data))
+	}
+	if has, err := s.Has(ctx, []tiers.Key{bad}); err != nil || has[0] {
+		t.Fatalf("the corrupt block is still held: %v %v", has, err)
+	}
+}
+
+// WantAccessDenied checks the errors of calls made with wrong credentials
+// (by operation): ErrAccessDenied and ErrUnavailable, a message that names
+// the credentials, and never the secret.
+func WantAccessDenied(t *testing.T, errs map[string]error, secret string) {
+	t.Helper()
+	for op, err := range errs {
+		if !errors.Is(err, tiers.ErrAccessDenied) || !errors.Is(err, tiers.ErrUnavailable) {
+			t.Fatalf("%s with wrong credentials: %v; want ErrAccessDenied and ErrUnavailable", op, err)
+		}
+		if strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "credentials") {
+			t.Fatalf("%s: error %q should name the credentials, not the secret", op, err)
 		}
 	}
 }
