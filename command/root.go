@@ -47,6 +47,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newCtlCommand())
 	root.AddCommand(newBrainCommand(logger))
 	root.AddCommand(newAgentCommand(logger))
+	root.AddCommand(newBenchCommand())
 	return root
 }
 
