@@ -23,14 +23,28 @@ import (
 //     \uNNNN…) and the engine only partly: prepare writes them with the
 //     characters themselves.
 //   - The tojson filter, which Hugging Face replaces with json.dumps and
-//     the engine implements differently (indent, key order, escapes):
-//     prepare points it at our implementation (pyjson.go).
+//     the engine implements differently (indent, key order, escapes),
+//     and the string and trim filters (which write None as "" and lists
+//     without Python's escapes): prepare points them at ours (pyjson.go,
+//     pystr.go).
+//   - Output: Jinja2 writes {{ x }} as Python's str(x) (None, True, lists
+//     and dicts as Python writes them); prepare pipes every expression
+//     through a filter that does (pystr.go).
 //
 // The lexer follows Jinja2's: tags end outside string literals and brackets,
 // comments at the first "#}", raw blocks are literal.
 
 // tojsonFilter is the name the tojson filter is renamed to.
 const tojsonFilter = "strata_tojson"
+
+// replacedFilters are the filters prepare points at implementations of
+// ours, which follow Jinja2 (and Hugging Face's tojson) where the engine's
+// do not: string and trim write any value as Python's str() first.
+var replacedFilters = map[string]string{
+	"tojson": tojsonFilter,
+	"string": strFilter,
+	"trim":   trimFilter,
+}
 
 type segKind uint8
 
@@ -93,12 +107,19 @@ func prepare(src string) (prepared, error) {
 			open, closer := "{{ ", " }}"
 			if s.kind == segBlock {
 				open, closer = "{% ", " %}"
-				if len(toks) > 0 && toks[0].kind == tokName && (toks[0].text == "for" || toks[0].text == "set") {
+				if sig := significant(toks); len(sig) > 0 && sig[0].kind == tokName && (sig[0].text == "for" || sig[0].text == "set") {
 					p.statements = append(p.statements, toks)
 				}
 			}
 			out.WriteString(open)
-			writeBody(&out, toks)
+			if s.kind == segVar && len(significant(toks)) > 0 {
+				// Jinja2 writes values with str(); see strFilter.
+				out.WriteString("(")
+				writeBody(&out, toks)
+				out.WriteString(") | " + strFilter)
+			} else {
+				writeBody(&out, toks)
+			}
 			out.WriteString(closer)
 		}
 	}
@@ -314,13 +335,14 @@ func applyWhitespaceControl(segs []segment) {
 
 // writeText writes template text so that the engine's own block trimming
 // finds nothing to trim: a leading newline and trailing spaces or tabs are
-// written as string expressions.
+// written as string expressions. So is a trailing "{", which trimming may
+// have put right before the next tag's "{".
 func writeText(out *strings.Builder, text string) {
 	if strings.HasPrefix(text, "\n") {
 		out.WriteString(`{{ "\n" }}`)
 		text = text[1:]
 	}
-	body := strings.TrimRight(text, " \t")
+	body := strings.TrimRight(text, " \t{")
 	out.WriteString(body)
 	if tail := text[len(body):]; tail != "" {
 		out.WriteString("{{ ")
@@ -425,8 +447,8 @@ func lexExpr(s string) ([]token, error) {
 	return toks, nil
 }
 
-// writeBody writes a tag body back: string literals re-encoded, the tojson
-// filter renamed, "}}" split so that it cannot end the tag early.
+// writeBody writes a tag body back: string literals re-encoded, the
+// replaced filters renamed, "}}" split so that it cannot end the tag early.
 func writeBody(out *strings.Builder, toks []token) {
 	lastSignificant := ""
 	for i, t := range toks {
@@ -434,8 +456,8 @@ func writeBody(out *strings.Builder, toks []token) {
 		case tokString:
 			out.WriteString(stringLiteral(t.text))
 		case tokName:
-			if t.text == "tojson" && lastSignificant == "|" {
-				out.WriteString(tojsonFilter)
+			if to, ok := replacedFilters[t.text]; ok && lastSignificant == "|" {
+				out.WriteString(to)
 			} else {
 				out.WriteString(t.text)
 			}

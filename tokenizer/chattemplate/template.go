@@ -185,6 +185,8 @@ func (t *Template) Render(req tokenizer.ChatRequest) (string, error) {
 	data["raise_exception"] = jinja.NewCallable("raise_exception", raiseException)
 	data["strftime_now"] = jinja.NewCallable("strftime_now", t.strftimeNow)
 	data[tojsonFilter] = jinja.NewCallable(tojsonFilter, tojson)
+	data[strFilter] = jinja.NewCallable(strFilter, strFilterFn)
+	data[trimFilter] = jinja.NewCallable(trimFilter, trimFilterFn)
 	out, err := c.tmpl.RenderValues(data)
 	if err != nil {
 		return "", fmt.Errorf("chat template %q: %w", name, err)
