@@ -109,7 +109,7 @@ func TestCommandAgainstSimProcess(t *testing.T) {
 	// first rows) and 1000× faster than the modelled GPU.
 	p := startSimProcess(t, "--speedup", "1000", "--max-model-len", "262144", "--num-gpu-blocks-override", "65536")
 	dir := t.TempDir()
-	common := []string{"--url", p.url, "--seed", "3", "--goodput", "ttft:1000,tpot:100"}
+	common := []string{"--url", p.url, "--seed", "3", "--goodput", "ttft:1000,tpot:100", "--bound-capacity-blocks", "65536"}
 	for _, tc := range []struct {
 		name string
 		args []string

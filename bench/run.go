@@ -242,7 +242,13 @@ func (r *runner) send(ctx context.Context, i int) {
 		}
 		rec.Scheduled = max(rec.Scheduled, r.records[p].Done)
 	}
-	req, nominal := r.build(it)
+	// Render ahead of time unless the request will queue for a slot: a
+	// queue of rendered long prompts would hold them all in memory.
+	var req *client.Request
+	var nominal []uint32
+	if r.slots == nil || len(r.slots) < cap(r.slots) {
+		req, nominal = r.build(it)
+	}
 	if wait := time.Until(r.start.Add(rec.Scheduled)); wait > 0 {
 		t := time.NewTimer(wait)
 		select {
@@ -267,6 +273,9 @@ func (r *runner) send(ctx context.Context, i int) {
 			}
 		}
 		defer func() { <-r.slots }()
+	}
+	if req == nil {
+		req, nominal = r.build(it)
 	}
 	r.trackMu.Lock()
 	tracked := r.tracker.Start(nominal)

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -19,6 +21,8 @@ import (
 	"github.com/strata-llm/strata/bench/workload"
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 	"github.com/strata-llm/strata/sim"
+	"github.com/strata-llm/strata/test/testutil"
+	"github.com/strata-llm/strata/tokenizer/hf"
 )
 
 // simURL starts an in-process `strata sim` (1000× faster than modelled)
@@ -183,6 +187,35 @@ func peakInFlight(reqs []*stratav1.BenchRequest) int {
 	return peak
 }
 
+// A Mooncake trace replays on the chat endpoint as text blocks: equal hash
+// ids are equal text, so the engine caches the shared prefixes.
+func TestRunTraceOnChat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.jsonl")
+	trace := `{"timestamp": 0, "input_length": 1100, "output_length": 8, "hash_ids": [0, 1, 2]}
+{"timestamp": 10, "input_length": 1200, "output_length": 8, "hash_ids": [0, 1, 3]}
+{"timestamp": 20, "input_length": 600, "output_length": 8, "hash_ids": [0, 4]}
+`
+	if err := os.WriteFile(path, []byte(trace), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config(simURL(t), workload.Spec{Kind: workload.KindTrace, Trace: workload.Trace{File: path, Format: workload.FormatMooncake}}, 0)
+	cfg.RequestRate = 0
+	cfg.Speed = 0.5 // 40 ms apart: each ends before the next starts
+	cfg.Endpoint = client.Chat
+	res := run(t, cfg)
+	if res.RequestsSucceeded != 3 || res.Config.Arrival.Process != "trace" || res.Config.PromptFormat != "text" {
+		t.Fatalf("%d succeeded %v, config %v", res.RequestsSucceeded, res.ErrorExamples, res.Config)
+	}
+	// The chat template's few tokens come first; then 1024 shared tokens
+	// for the second request and 512 for the third, to the block.
+	if r := res.Requests; r[0].CachedTokens != 0 || r[1].CachedTokens < 1024 || r[2].CachedTokens < 512 || r[2].CachedTokens >= 1024 {
+		t.Fatalf("cached tokens %d %d %d", r[0].CachedTokens, r[1].CachedTokens, r[2].CachedTokens)
+	}
+	if res.Requests[2].ScheduledMs != 40 {
+		t.Fatalf("third request due at %v ms, want the trace's 20 ms at half speed", res.Requests[2].ScheduledMs)
+	}
+}
+
 func TestRunPerWorkerAndConcurrencyCap(t *testing.T) {
 	cfg := config(gateway(t, simURL(t), simURL(t)), workload.Spec{Kind: workload.KindSynthetic, Synthetic: workload.Synthetic{InputLen: 256, OutputLen: 64}}, 40)
 	cfg.RequestRate = 0 // all at once
@@ -220,8 +253,8 @@ func TestRunWarmupDurationAndRate(t *testing.T) {
 	if res.WarmupRequests != 10 || sent < 70 || sent > 130 || res.RequestsNotSent != 1000-sent {
 		t.Fatalf("warm-up %d, measured %d, not sent %d", res.WarmupRequests, res.RequestsSent, res.RequestsNotSent)
 	}
-	if res.RequestsFailed != 0 || res.ScheduleLagMs.P50 > 20 {
-		t.Fatalf("%d failed, schedule lag p50 %.2f ms", res.RequestsFailed, res.ScheduleLagMs.P50)
+	if res.RequestsFailed != 0 || res.ScheduleLagMs.Count != res.RequestsSent {
+		t.Fatalf("%d failed, %d lag samples for %d sent", res.RequestsFailed, res.ScheduleLagMs.Count, res.RequestsSent)
 	}
 	if res.Config.Arrival.Process != "poisson" || res.Config.DurationSeconds != 0.5 {
 		t.Fatalf("config %v", res.Config)
@@ -284,5 +317,68 @@ func TestRunConfigErrors(t *testing.T) {
 		if _, err := bench.Run(context.Background(), cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// tokenizerDir is a real model's Hugging Face tokenizer, fetched by `make
+// tokenizer-data`.
+func tokenizerDir(t *testing.T, name string) string {
+	t.Helper()
+	root := os.Getenv("STRATA_TOKENIZER_CACHE")
+	if root == "" {
+		root = filepath.Join("..", ".cache", "tokenizers")
+	}
+	dir := filepath.Join(root, name)
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
+		testutil.MissingDep(t, "tokenizer files in "+dir, "tokenizer-data")
+	}
+	return dir
+}
+
+// With the endpoint's own tokenizer (Qwen3's, engine and load generator
+// alike), text prompts are sized in its tokens and the bounds render chats
+// through its template exactly as the engine does.
+func TestRunWithModelTokenizer(t *testing.T) {
+	dir := tokenizerDir(t, "qwen3")
+	tok, err := hf.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := sim.TestSim(t, func(o *sim.Options) { o.Engine.MaxModelLen = 32768; o.TokenizerDir = dir }).URL() + "/v1"
+	for _, tc := range []struct {
+		name   string
+		spec   workload.Spec
+		format workload.Format
+	}{
+		{"chat", workload.Spec{Kind: workload.KindChat, Chat: workload.Chat{Users: 3, Rounds: 3, SystemLen: 200, UserLen: 50, OutputLen: 20}}, ""},
+		{"prefix as text", workload.Spec{Kind: workload.KindPrefix, Prefix: workload.Prefix{NumPrefixes: 2, PrefixLen: 500, SuffixLen: 50, OutputLen: 8}}, workload.FormatText},
+		{"prefix as token ids", workload.Spec{Kind: workload.KindPrefix, Prefix: workload.Prefix{NumPrefixes: 2, PrefixLen: 500, SuffixLen: 50, OutputLen: 8}}, workload.FormatTokens},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resetPrefixCache(t, url)
+			cfg := config(url, tc.spec, 0)
+			if tc.spec.Kind == workload.KindPrefix {
+				cfg.NumRequests = 20
+			}
+			cfg.Tokenizer, cfg.TokenizerName = tok, "qwen3"
+			cfg.PromptFormat = tc.format
+			cfg.TokenIDMin, cfg.TokenIDMax = 1000, 50000 // ordinary Qwen3 tokens
+			res := run(t, cfg)
+			if res.RequestsFailed != 0 || res.RequestsOutputMismatch != 0 {
+				t.Fatalf("failed %d %v, output mismatches %d", res.RequestsFailed, res.ErrorExamples, res.RequestsOutputMismatch)
+			}
+			if b := res.ReuseBounds; b.PromptTokens != res.PromptTokens {
+				t.Fatalf("bounds count %d prompt tokens, the engine saw %d", b.PromptTokens, res.PromptTokens)
+			}
+			if tc.spec.Kind == workload.KindPrefix {
+				// 550 nominal tokens of whole words: within a few percent.
+				if p := res.PromptTokensPerRequest; p.Min < 520 || p.Max > 580 {
+					t.Fatalf("prompt lengths %v–%v, want about 550", p.Min, p.Max)
+				}
+			}
+			if res.CachedTokenFraction <= 0 || res.CachedTokenFraction > res.ReuseBounds.InfiniteHitFraction+1e-9 {
+				t.Fatalf("cached %.4f, infinite bound %.4f", res.CachedTokenFraction, res.ReuseBounds.InfiniteHitFraction)
+			}
+		})
 	}
 }

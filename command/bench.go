@@ -19,13 +19,14 @@ import (
 	"github.com/strata-llm/strata/bench/client"
 	"github.com/strata-llm/strata/bench/report"
 	"github.com/strata-llm/strata/bench/workload"
+	"github.com/strata-llm/strata/tokenizer/hf"
 )
 
 func newBenchCommand() *cobra.Command {
 	cfg := bench.DefaultConfig()
 	var (
 		kind, traceFile, traceFormat, endpoint, promptFormat, tokenRange string
-		output, reportPath                                               string
+		output, reportPath, tokenizerDir                                 string
 		goodput                                                          []string
 		synthetic                                                        workload.Synthetic
 		prefix                                                           workload.Prefix
@@ -86,6 +87,13 @@ with plots; 'strata bench compare' puts several results side by side.`,
 			if cfg.SLO, err = parseGoodput(goodput); err != nil {
 				return fmt.Errorf("--goodput: %w", err)
 			}
+			if tokenizerDir != "" {
+				tok, err := hf.Load(tokenizerDir)
+				if err != nil {
+					return fmt.Errorf("--tokenizer: %w", err)
+				}
+				cfg.Tokenizer, cfg.TokenizerName = tok, tokenizerDir
+			}
 			if !f.Changed("request-rate") {
 				cfg.RequestRate = 0 // a trace's own times, else all at once
 			}
@@ -117,6 +125,7 @@ with plots; 'strata bench compare' puts several results side by side.`,
 	f.StringVar(&promptFormat, "prompt-format", "", "tokens (token-id prompts, completions only) or text (default: tokens for completions, text for chat)")
 	f.StringVar(&tokenRange, "token-id-range", fmt.Sprintf("%d-%d", workload.DefaultTokenIDMin, workload.DefaultTokenIDMax),
 		"token ids of token-id prompts, MIN-MAX: ids that decode as text in the target's tokenizer (the default is printable ASCII for strata sim's byte-level one)")
+	f.StringVar(&tokenizerDir, "tokenizer", "", "model directory with the endpoint's Hugging Face tokenizer: sizes text prompts and renders the prompts the reuse bounds count (default: strata sim's byte-level one)")
 	// Schedule.
 	f.Float64Var(&cfg.RequestRate, "request-rate", math.Inf(1), "requests per second (inf: all at once); a trace keeps its own timestamps unless this is given")
 	f.Float64Var(&cfg.Burstiness, "burstiness", cfg.Burstiness, "gamma shape of the arrival gaps: 1 is Poisson, lower is burstier")

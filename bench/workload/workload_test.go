@@ -382,33 +382,30 @@ func TestSharedAzureTrace(t *testing.T) {
 func FuzzReadMooncake(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		w, err := workload.ReadMooncake(strings.NewReader(string(data)), 16)
-		if err != nil {
-			if !errors.Is(err, workload.ErrTrace) {
-				t.Fatalf("error %v does not wrap ErrTrace", err)
-			}
-			return
-		}
-		for _, it := range w.Items {
-			if it.PromptLen() < 1 || it.OutputTokens < 1 || it.At < 0 {
-				t.Fatalf("accepted item %+v", it)
-			}
-		}
+		checkFuzzedTrace(t, w, err)
 	})
 }
 
 func FuzzReadAzure(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		w, err := workload.ReadAzure(strings.NewReader(string(data)), 1)
-		if err != nil {
-			if !errors.Is(err, workload.ErrTrace) {
-				t.Fatalf("error %v does not wrap ErrTrace", err)
-			}
-			return
-		}
-		for _, it := range w.Items {
-			if it.PromptLen() < 1 || it.OutputTokens < 1 || it.At < 0 {
-				t.Fatalf("accepted item %+v", it)
-			}
-		}
+		checkFuzzedTrace(t, w, err)
 	})
+}
+
+// checkFuzzedTrace: a trace reader either says what is wrong with the file
+// or returns requests that can be sent.
+func checkFuzzedTrace(t *testing.T, w *workload.Workload, err error) {
+	t.Helper()
+	if err != nil {
+		if !errors.Is(err, workload.ErrTrace) {
+			t.Fatalf("error %v does not wrap ErrTrace", err)
+		}
+		return
+	}
+	for _, it := range w.Items {
+		if it.PromptLen() < 1 || it.OutputTokens < 1 || it.At < 0 {
+			t.Fatalf("accepted item %+v", it)
+		}
+	}
 }
