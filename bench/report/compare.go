@@ -4,22 +4,27 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"slices"
 	"strings"
-	"text/tabwriter"
+	"unicode/utf8"
 
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
 
 // WriteCompare prints the metrics of several runs side by side, each after
-// the first with its ratio to the first.
-func WriteCompare(w io.Writer, runs []Named) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	header := []string{"metric"}
+// the first with its ratio to the first: names left-aligned, numbers
+// right-aligned. only, if given, picks metrics by label (as printed, e.g.
+// "P99 TTFT (ms)", "Cached-token fraction"), in that order.
+func WriteCompare(w io.Writer, runs []Named, only ...string) error {
+	rows := [][]string{{"metric"}}
 	for _, n := range runs {
-		header = append(header, n.Name)
+		rows[0] = append(rows[0], n.Name)
 	}
-	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
-	for _, m := range metrics {
+	ms, err := pick(only)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
 		cells := []string{m.label}
 		for i, n := range runs {
 			cell := m.format(n.Result)
@@ -29,9 +34,44 @@ func WriteCompare(w io.Writer, runs []Named) error {
 			}
 			cells = append(cells, cell)
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+		rows = append(rows, cells)
 	}
-	return tw.Flush()
+	widths := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		for i, c := range r {
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
+			if i == 0 {
+				b.WriteString(c + pad)
+			} else {
+				b.WriteString("  " + pad + c)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	_, err = io.WriteString(w, b.String())
+	return err
+}
+
+// pick returns the metrics labelled only, or all of them.
+func pick(only []string) ([]metric, error) {
+	if len(only) == 0 {
+		return metrics, nil
+	}
+	var out []metric
+	for _, label := range only {
+		i := slices.IndexFunc(metrics, func(m metric) bool { return m.label == label })
+		if i < 0 {
+			return nil, fmt.Errorf("no metric labelled %q", label)
+		}
+		out = append(out, metrics[i])
+	}
+	return out, nil
 }
 
 type compareCell struct {

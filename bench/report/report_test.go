@@ -165,6 +165,16 @@ func TestCompare(t *testing.T) {
 	if !strings.Contains(ttft, "(0.50×)") || !strings.Contains(text.String(), "rr.json") {
 		t.Fatalf("compare table:\n%s", text.String())
 	}
+	var some bytes.Buffer
+	if err := report.WriteCompare(&some, runs, "P99 TTFT (ms)", "Cached-token fraction"); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(some.String()), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[1], "P99 TTFT (ms)") {
+		t.Fatalf("selected metrics:\n%s", some.String())
+	}
+	if err := report.WriteCompare(&some, runs, "TTFT"); err == nil {
+		t.Fatal("an unknown metric label accepted")
+	}
 	var page bytes.Buffer
 	if err := report.WriteCompareHTML(&page, runs); err != nil {
 		t.Fatal(err)
