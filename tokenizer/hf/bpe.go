@@ -42,6 +42,9 @@ type bpe struct {
 	prefix       string // continuing_subword_prefix
 	suffix       string // end_of_word_suffix
 	ignoreMerges bool
+	// splitAtMarker: a word may be cut before each "▁" that follows
+	// another character (see markerOnlyLeads).
+	splitAtMarker bool
 
 	cache   *wordCache
 	scratch sync.Pool // *mergeScratch
@@ -140,8 +143,29 @@ func newModel(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 			}
 		}
 	}
+	m.splitAtMarker = !byteLevel && !m.ignoreMerges && m.prefix == "" && m.suffix == "" && markerOnlyLeads(m.vocab)
 	m.scratch.New = func() any { return new(mergeScratch) }
 	return m, nil
+}
+
+// sentencePieceMarker is the character SentencePiece writes spaces as.
+const sentencePieceMarker = "▁"
+
+// markerOnlyLeads reports whether "▁" occurs in tokens only as a leading
+// run, as in SentencePiece vocabularies. Then no token, and so no symbol
+// during merging, spans a "▁" that follows another character, and cutting
+// a word there before merging gives the same tokens: a model without a
+// pre-tokenizer (Llama 2) need not merge a whole text as one word.
+func markerOnlyLeads(vocab map[string]uint32) bool {
+	found := false
+	for tok := range vocab {
+		rest := strings.TrimLeft(tok, sentencePieceMarker)
+		if strings.Contains(rest, sentencePieceMarker) {
+			return false
+		}
+		found = found || len(rest) < len(tok)
+	}
+	return found
 }
 
 // loadMerges reads merges written as "a b" strings or as ["a", "b"] pairs. A
@@ -193,6 +217,30 @@ func (m *bpe) token(id uint32) (string, bool) {
 
 // encode appends the ids of one pre-token.
 func (m *bpe) encode(dst []uint32, word string) []uint32 {
+	if !m.splitAtMarker {
+		return m.encodeWord(dst, word)
+	}
+	for word != "" {
+		cut := len(word)
+		for from := 1; from < len(word); {
+			i := strings.Index(word[from:], sentencePieceMarker)
+			if i < 0 {
+				break
+			}
+			if at := from + i; !strings.HasSuffix(word[:at], sentencePieceMarker) {
+				cut = at
+				break
+			} else {
+				from = at + len(sentencePieceMarker)
+			}
+		}
+		dst = m.encodeWord(dst, word[:cut])
+		word = word[cut:]
+	}
+	return dst
+}
+
+func (m *bpe) encodeWord(dst []uint32, word string) []uint32 {
 	if word == "" {
 		return dst
 	}
@@ -446,4 +494,14 @@ func (c *wordCache) put(w string, ids []uint32) {
 	}
 	sh.m[key] = val
 	sh.mu.Unlock()
+}
+
+// clear empties the cache.
+func (c *wordCache) clear() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		sh.mu.Unlock()
+	}
 }

@@ -53,7 +53,6 @@ var _ tokenizer.Tokenizer = (*Tokenizer)(nil)
 
 type encodeBuffers struct {
 	spans, sub []tokenSpan
-	pieces     []piece
 }
 
 func (t *Tokenizer) setAddedTokens(added []addedToken) error {
@@ -146,10 +145,7 @@ func (t *Tokenizer) encodePiece(ids []uint32, p piece, buf *encodeBuffers) []uin
 	if t.pre == nil {
 		return t.model.encode(ids, p.text)
 	}
-	buf.pieces = t.pre.preTokenize(buf.pieces[:0], p)
-	for _, q := range buf.pieces {
-		ids = t.model.encode(ids, q.text)
-	}
+	t.pre.preTokenize(p, func(q piece) { ids = t.model.encode(ids, q.text) })
 	return ids
 }
 

@@ -16,9 +16,10 @@ type piece struct {
 	first bool
 }
 
-// A preTokenizer splits (or rewrites) pieces; it appends its output to dst.
+// A preTokenizer splits (or rewrites) a piece, passing each result to emit in
+// order.
 type preTokenizer interface {
-	preTokenize(dst []piece, p piece) []piece
+	preTokenize(p piece, emit func(piece))
 }
 
 // preTokenizerSpec is what building the pre-tokenizer tells the model.
@@ -56,9 +57,19 @@ func newPreTokenizer(raw json.RawMessage) (preTokenizerSpec, error) {
 			}
 			byteLevel = spec.byteLevel
 		}
+		switch len(seq) {
+		case 0:
+			return preTokenizerSpec{byteLevel: byteLevel}, nil
+		case 1:
+			return preTokenizerSpec{pre: seq[0], byteLevel: byteLevel}, nil
+		}
 		return preTokenizerSpec{pre: seq, byteLevel: byteLevel}, nil
 	}
 	pre, err := newPreTokenizerStep(typ, raw)
+	if bl, ok := pre.(byteLevelPre); ok && !bl.addPrefixSpace && !bl.useRegex {
+		// It only tells the model to read bytes.
+		pre = nil
+	}
 	return preTokenizerSpec{pre: pre, byteLevel: typ == "ByteLevel"}, err
 }
 
@@ -205,14 +216,14 @@ type span struct {
 	match      bool
 }
 
-func (sp split) preTokenize(dst []piece, p piece) []piece {
-	if isolatedFast, ok := sp.pattern.(scanner); ok && sp.behavior == isolated && !sp.invert {
+func (sp split) preTokenize(p piece, emit func(piece)) {
+	if sc, ok := sp.pattern.(scanner); ok && sp.behavior == isolated && !sp.invert {
 		// The common case: every scanner match is a pre-token and the
 		// scanner leaves no gaps.
-		isolatedFast.findAll(p.text, func(start, end int) {
-			dst = append(dst, piece{text: p.text[start:end], first: p.first && start == 0})
+		sc.findAll(p.text, func(start, end int) {
+			emit(piece{text: p.text[start:end], first: p.first && start == 0})
 		})
-		return dst
+		return
 	}
 	// Matches and the gaps between them, as tokenizers' find_matches.
 	var spans []span
@@ -229,10 +240,9 @@ func (sp split) preTokenize(dst []piece, p piece) []piece {
 	}
 	for _, s := range mergeSpans(spans, sp.behavior) {
 		if s.end > s.start {
-			dst = append(dst, piece{text: p.text[s.start:s.end], first: p.first && s.start == 0})
+			emit(piece{text: p.text[s.start:s.end], first: p.first && s.start == 0})
 		}
 	}
-	return dst
 }
 
 // mergeSpans applies a split behavior to the spans of a string, as
@@ -294,14 +304,15 @@ type byteLevelPre struct {
 	regex          scanner
 }
 
-func (bl byteLevelPre) preTokenize(dst []piece, p piece) []piece {
+func (bl byteLevelPre) preTokenize(p piece, emit func(piece)) {
 	if bl.addPrefixSpace && !strings.HasPrefix(p.text, " ") {
 		p.text = " " + p.text
 	}
 	if !bl.useRegex {
-		return append(dst, p)
+		emit(p)
+		return
 	}
-	return split{pattern: bl.regex, behavior: isolated}.preTokenize(dst, p)
+	split{pattern: bl.regex, behavior: isolated}.preTokenize(p, emit)
 }
 
 // prependScheme is Metaspace's: when to put the replacement in front of a
@@ -346,7 +357,7 @@ func newMetaspace(replacement string, scheme *string, addPrefixSpace *bool) (met
 	return m, nil
 }
 
-func (m metaspace) preTokenize(dst []piece, p piece) []piece {
+func (m metaspace) preTokenize(p piece, emit func(piece)) {
 	text := strings.ReplaceAll(p.text, " ", m.strRep)
 	if !strings.HasPrefix(text, m.strRep) &&
 		(m.scheme == prependAlways || (m.scheme == prependFirst && p.first)) {
@@ -354,25 +365,22 @@ func (m metaspace) preTokenize(dst []piece, p piece) []piece {
 	}
 	p.text = text
 	if !m.split {
-		return append(dst, p)
+		emit(p)
+		return
 	}
-	return split{pattern: stringPattern(m.strRep), behavior: mergedWithNext}.preTokenize(dst, p)
+	split{pattern: stringPattern(m.strRep), behavior: mergedWithNext}.preTokenize(p, emit)
 }
 
 type sequencePre []preTokenizer
 
-func (seq sequencePre) preTokenize(dst []piece, p piece) []piece {
-	if len(seq) == 1 {
-		return seq[0].preTokenize(dst, p)
+// preTokenize runs each piece through the steps depth first, which gives
+// the order of tokenizers' step-by-step runs: every step acts on each piece
+// alone.
+func (seq sequencePre) preTokenize(p piece, emit func(piece)) {
+	next := emit
+	for i := len(seq) - 1; i >= 1; i-- {
+		step, after := seq[i], next
+		next = func(q piece) { step.preTokenize(q, after) }
 	}
-	cur := []piece{p}
-	var next []piece
-	for _, step := range seq {
-		next = next[:0]
-		for _, q := range cur {
-			next = step.preTokenize(next, q)
-		}
-		cur, next = next, cur
-	}
-	return append(dst, cur...)
+	seq[0].preTokenize(p, next)
 }
