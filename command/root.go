@@ -47,6 +47,8 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newCtlCommand())
 	root.AddCommand(newBrainCommand(logger))
 	root.AddCommand(newAgentCommand(logger))
+	root.AddCommand(newGatewayCommand(logger))
+	root.AddCommand(newDevCommand(logger))
 	root.AddCommand(newBenchCommand())
 	return root
 }

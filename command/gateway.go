@@ -1,0 +1,73 @@
+package command
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-llm/strata/auth"
+	"github.com/strata-llm/strata/gateway"
+	"github.com/strata-llm/strata/tokenizer"
+	"github.com/strata-llm/strata/tokenizer/hf"
+)
+
+// loadTokenizer is how the gateway reads a deployment's tokenizer
+// directory: the same Hugging Face files the engine loads.
+func loadTokenizer(dir string) (tokenizer.Tokenizer, error) { return hf.Load(dir) }
+
+func newGatewayCommand(logger func() (*slog.Logger, error)) *cobra.Command {
+	var (
+		cfg   gateway.Config
+		token string
+	)
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run an OpenAI-compatible gateway that routes on the brain's KV cache scores",
+		Long: `gateway serves the OpenAI API (chat, completions, embeddings, models) in front of
+a Strata cluster. It tokenizes each prompt with its model's tokenizer, asks a
+brain replica which workers hold its KV blocks, and sends it where prefill
+plus load costs least; a request whose engine fails moves to another worker.
+Stateless: run as many as you like. Every flag can also be an environment
+variable (--cluster-token as STRATA_CLUSTER_TOKEN) or a key of the YAML file
+named by --config.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfig(cmd); err != nil {
+				return err
+			}
+			log, err := logger()
+			if err != nil {
+				return err
+			}
+			cfg.Logger, cfg.ClusterToken, cfg.LoadTokenizer = log, auth.Token(token), loadTokenizer
+			g, err := gateway.New(cfg)
+			if err != nil {
+				return err
+			}
+			defer g.Shutdown()
+			return g.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.String("config", "", "YAML file of flag values (keys are flag names)")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "address of the OpenAI API")
+	f.StringSliceVar(&cfg.Brains, "brain", []string{"127.0.0.1:7001"}, "gRPC addresses of the brain replicas (comma-separated)")
+	f.StringVar(&token, "cluster-token", "", "the cluster's shared secret (prefer STRATA_CLUSTER_TOKEN)")
+	f.StringVar(&cfg.TLS.CA, "tls-ca", "", "PEM CA to verify the brains with (enables TLS)")
+	f.StringVar(&cfg.TLS.Cert, "tls-cert", "", "PEM client certificate, for brains that require mutual TLS")
+	f.StringVar(&cfg.TLS.Key, "tls-key", "", "PEM key of --tls-cert")
+	f.StringVar(&cfg.APIKeysFile, "api-keys-file", "", "file of accepted API keys, one per line (\"KEY [name=N] [rps=R] [burst=B]\"), reread when it changes; none: the API is open")
+	f.StringVar(&cfg.Routing, "routing", "kv", "default routing policy: kv, approx-kv, least-loaded, round-robin, random or session")
+	f.Float64Var(&cfg.Weights.Temperature, "routing-temperature", 0, "above 0, pick workers by softmax over -cost/T instead of the cheapest")
+	f.DurationVar(&cfg.ScoreTimeout, "score-timeout", 5*time.Millisecond, "how long routing waits for the brain's cache scores before routing without them")
+	f.IntVar(&cfg.BusyWaiting, "busy-waiting", 16, "a worker whose engine queues this many requests is busy")
+	f.Float64Var(&cfg.BusyKVUsage, "busy-kv-usage", 0.98, "a worker whose engine's KV cache is this full is busy")
+	f.IntVar(&cfg.MaxInflight, "max-inflight", 512, "a worker with this many of this gateway's requests is busy")
+	f.IntVar(&cfg.QueueSize, "queue-size", 1024, "requests that may wait for a worker that is not busy")
+	f.DurationVar(&cfg.QueueTimeout, "queue-timeout", 30*time.Second, "how long a request waits for capacity before a 503")
+	f.IntVar(&cfg.MaxMigrations, "max-migrations", 3, "how often a request may move to another worker after its worker failed")
+	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 32<<20, "largest request body accepted")
+	f.DurationVar(&cfg.RequestTimeout, "request-timeout", 30*time.Minute, "longest a request may take end to end")
+	return cmd
+}

@@ -1,0 +1,273 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+
+	"github.com/strata-llm/strata/tokenizer"
+)
+
+// endpoint is the OpenAI API a request came to.
+type endpoint int
+
+const (
+	chatEndpoint endpoint = iota
+	completionsEndpoint
+	embeddingsEndpoint
+)
+
+func (e endpoint) path() string {
+	switch e {
+	case chatEndpoint:
+		return "/v1/chat/completions"
+	case completionsEndpoint:
+		return "/v1/completions"
+	}
+	return "/v1/embeddings"
+}
+
+func (e endpoint) String() string {
+	switch e {
+	case chatEndpoint:
+		return "chat"
+	case completionsEndpoint:
+		return "completions"
+	}
+	return "embeddings"
+}
+
+// hintsField is the request body's extension object for Strata: routing
+// hints the gateway reads and removes before the engine sees the body
+// (docs/gateway.md).
+const hintsField = "strata"
+
+// hints are the extension object's fields.
+type hints struct {
+	// Priority orders requests waiting for capacity: higher first.
+	Priority int `json:"priority"`
+	// ExpectedOutputTokens sizes the request's decode load when it has no
+	// max_tokens.
+	ExpectedOutputTokens int `json:"expected_output_tokens"`
+	// Worker pins the request to a worker id (debugging): no routing.
+	Worker string `json:"worker"`
+	// SessionID is the affinity key of the session policy.
+	SessionID string `json:"session_id"`
+	// Routing names the policy for this request (experiments).
+	Routing string `json:"routing"`
+}
+
+// request is a decoded inference request.
+type request struct {
+	endpoint endpoint
+	// body is the client's body as it was, minus the extension object: the
+	// engine gets it with the fields it does not know untouched.
+	body  map[string]json.RawMessage
+	model string
+	// stream and includeUsage are as the client asked.
+	stream, includeUsage bool
+	// maxTokens is max_tokens (or chat's max_completion_tokens), 0 if unset.
+	maxTokens int
+	user      string
+	hints     hints
+
+	chat tokenizer.ChatRequest // chat: what the template renders
+	// Completions: the prompt as text, or as token ids; manyPrompts when the
+	// body carries a batch of prompts (routed on the first, never migrated).
+	promptText  string
+	promptIDs   []uint32
+	isIDs       bool
+	manyPrompts bool
+}
+
+// decodeRequest reads an inference request body. Every problem is a 400 in
+// OpenAI's envelope naming the offending parameter; nothing panics.
+func decodeRequest(ep endpoint, raw []byte) (*request, error) {
+	r := &request{endpoint: ep}
+	if err := json.Unmarshal(raw, &r.body); err != nil || r.body == nil {
+		return nil, badRequest("", "the request body must be a JSON object: %s", jsonProblem(err))
+	}
+	if err := field(r.body, "model", &r.model); err != nil {
+		return nil, err
+	}
+	if r.model == "" {
+		return nil, badRequest("model", "you must provide a model parameter")
+	}
+	if h, ok := r.body[hintsField]; ok {
+		if err := strictDecode(h, &r.hints); err != nil {
+			return nil, badRequest(hintsField, "the %q extension object: %s", hintsField, jsonProblem(err))
+		}
+		delete(r.body, hintsField)
+	}
+	if err := field(r.body, "user", &r.user); err != nil {
+		return nil, err
+	}
+	if ep == embeddingsEndpoint {
+		if _, ok := r.body["input"]; !ok {
+			return nil, badRequest("input", "you must provide an input parameter")
+		}
+		return r, nil
+	}
+	if err := field(r.body, "stream", &r.stream); err != nil {
+		return nil, err
+	}
+	var opts struct {
+		IncludeUsage bool `json:"include_usage"`
+	}
+	if err := field(r.body, "stream_options", &opts); err != nil {
+		return nil, err
+	}
+	r.includeUsage = opts.IncludeUsage
+	for _, name := range []string{"max_tokens", "max_completion_tokens"} {
+		var n *float64
+		if err := field(r.body, name, &n); err != nil {
+			return nil, err
+		}
+		if n == nil {
+			continue
+		}
+		if *n < 1 || *n != math.Trunc(*n) || *n > math.MaxInt32 {
+			return nil, badRequest(name, "%s must be a positive integer, got %v", name, *n)
+		}
+		r.maxTokens = int(*n)
+	}
+	switch ep {
+	case chatEndpoint:
+		return r, r.decodeChat(raw)
+	default:
+		return r, r.decodePrompt()
+	}
+}
+
+func (r *request) decodeChat(raw []byte) error {
+	var msgs []json.RawMessage
+	if err := field(r.body, "messages", &msgs); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return badRequest("messages", "messages must be a non-empty array")
+	}
+	for i, m := range msgs {
+		var msg struct {
+			Role *string `json:"role"`
+		}
+		if err := json.Unmarshal(m, &msg); err != nil {
+			return badRequest(fmt.Sprintf("messages[%d]", i), "each message must be an object with a role: %s", jsonProblem(err))
+		}
+		if msg.Role == nil || *msg.Role == "" {
+			return badRequest(fmt.Sprintf("messages[%d].role", i), "each message needs a role")
+		}
+	}
+	if err := json.Unmarshal(raw, &r.chat); err != nil {
+		return badRequest("messages", "%s", err.Error())
+	}
+	return nil
+}
+
+// decodePrompt reads completions' prompt: a string, a list of token ids, or
+// a batch of either.
+func (r *request) decodePrompt() error {
+	p, ok := r.body["prompt"]
+	if !ok || bytes.Equal(bytes.TrimSpace(p), []byte("null")) {
+		return badRequest("prompt", "you must provide a prompt parameter")
+	}
+	if json.Unmarshal(p, &r.promptText) == nil {
+		return nil
+	}
+	if ids, err := tokenIDs(p); err == nil {
+		r.promptIDs, r.isIDs = ids, true
+		if len(ids) == 0 {
+			return badRequest("prompt", "prompt must not be an empty list of token ids")
+		}
+		return nil
+	}
+	var batch []json.RawMessage
+	if err := json.Unmarshal(p, &batch); err != nil || len(batch) == 0 {
+		return badRequest("prompt", "prompt must be a string, an array of token ids, or a non-empty array of either")
+	}
+	r.manyPrompts = len(batch) > 1
+	if json.Unmarshal(batch[0], &r.promptText) == nil {
+		return nil
+	}
+	ids, err := tokenIDs(batch[0])
+	if err != nil || len(ids) == 0 {
+		return badRequest("prompt", "prompt must be a string, an array of token ids, or a non-empty array of either")
+	}
+	r.promptIDs, r.isIDs = ids, true
+	return nil
+}
+
+// tokenIDs reads a JSON array of non-negative 32-bit integers.
+func tokenIDs(raw json.RawMessage) ([]uint32, error) {
+	var nums []json.Number
+	if err := json.Unmarshal(raw, &nums); err != nil {
+		return nil, err
+	}
+	ids := make([]uint32, len(nums))
+	for i, n := range nums {
+		v, err := n.Int64()
+		if err != nil || v < 0 || v > math.MaxUint32 {
+			return nil, fmt.Errorf("token id %s is not a non-negative 32-bit integer", n)
+		}
+		ids[i] = uint32(v)
+	}
+	return ids, nil
+}
+
+// field decodes body[name] into dst when present and not null.
+func field(body map[string]json.RawMessage, name string, dst any) error {
+	raw, ok := body[name]
+	if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return badRequest(name, "%s %s", name, jsonProblem(err))
+	}
+	return nil
+}
+
+func strictDecode(raw json.RawMessage, dst any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(dst)
+}
+
+// jsonProblem says what is wrong with a JSON value in words a client can
+// act on.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return "got null"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d: %s", syn.Offset, syn.Error())
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("%s must be %s, got %s", typ.Field, jsonKind(typ.Type), typ.Value)
+		}
+		return fmt.Sprintf("must be %s, got %s", jsonKind(typ.Type), typ.Value)
+	}
+	return err.Error()
+}
+
+// jsonKind names a Go type as the JSON it decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "an object"
+}
