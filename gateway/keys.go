@@ -188,7 +188,7 @@ func (k *apiKeys) check(r *http.Request) (string, error) {
 	}
 	if key.limiter != nil && !key.limiter.Allow() {
 		return key.name, &apiError{status: http.StatusTooManyRequests, typ: typeRateLimit, code: "rate_limit_exceeded",
-			message: fmt.Sprintf("Rate limit reached for this key (%g requests/s, burst %d).", key.rps, key.burst),
+			message:    fmt.Sprintf("Rate limit reached for this key (%g requests/s, burst %d).", key.rps, key.burst),
 			retryAfter: time.Duration(float64(time.Second) / key.rps)}
 	}
 	return key.name, nil
