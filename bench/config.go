@@ -15,7 +15,6 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"time"
 
@@ -98,7 +97,6 @@ type Config struct {
 	// and once at its end, from a goroutine of its own.
 	Progress         func(Progress)
 	ProgressInterval time.Duration
-	Logger           *slog.Logger
 }
 
 // Progress is a snapshot of a run.
@@ -177,9 +175,6 @@ func (cfg *Config) normalize() error {
 	}
 	if cfg.ProgressInterval <= 0 {
 		cfg.ProgressInterval = 200 * time.Millisecond
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }
