@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/strata-llm/strata/sim"
 )
@@ -269,5 +271,66 @@ func TestOpenAIModels(t *testing.T) {
 	}
 	if len(page.Data) != 2 || page.Data[0].ID != "a" || page.Data[1].ID != "b" {
 		t.Fatalf("models %+v", page.Data)
+	}
+}
+
+// TestOpenAIToolCalls: a forced tool choice answers with a tool call whose
+// arguments are JSON, whole or streamed in pieces; auto answers in text.
+func TestOpenAIToolCalls(t *testing.T) {
+	s := sim.TestSim(t, nil)
+	c := client(s)
+	tool := openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{
+		Name:       "get_weather",
+		Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}},
+	})
+	named := openai.ChatCompletionToolChoiceOptionUnionParam{OfFunctionToolChoice: &openai.ChatCompletionNamedToolChoiceParam{
+		Function: openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_weather"}}}
+	for _, tc := range []struct {
+		name   string
+		choice openai.ChatCompletionToolChoiceOptionUnionParam
+		call   bool
+	}{
+		{"named", named, true},
+		{"required", openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}, true},
+		{"auto", openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("auto")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := chatParams("What is the weather in Paris?", 6)
+			p.Tools, p.ToolChoice = []openai.ChatCompletionToolUnionParam{tool}, tc.choice
+			resp, err := c.Chat.Completions.New(ctx(t), p, option.WithJSONSet("ignore_eos", true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := resp.Choices[0].Message
+			if !tc.call {
+				if len(msg.ToolCalls) != 0 || len(msg.Content) != 6 {
+					t.Fatalf("auto: %+v", msg)
+				}
+				return
+			}
+			if len(msg.ToolCalls) != 1 || msg.ToolCalls[0].Function.Name != "get_weather" || msg.ToolCalls[0].ID == "" {
+				t.Fatalf("tool calls %+v", msg.ToolCalls)
+			}
+			var args map[string]string
+			if err := json.Unmarshal([]byte(msg.ToolCalls[0].Function.Arguments), &args); err != nil || len(args["city"]) != 6 {
+				t.Fatalf("arguments %q: %v", msg.ToolCalls[0].Function.Arguments, err)
+			}
+
+			stream := c.Chat.Completions.NewStreaming(ctx(t), p, option.WithJSONSet("ignore_eos", true))
+			var acc openai.ChatCompletionAccumulator
+			for stream.Next() {
+				acc.AddChunk(stream.Current())
+			}
+			if err := stream.Err(); err != nil {
+				t.Fatal(err)
+			}
+			got := acc.Choices[0].Message.ToolCalls
+			if len(got) != 1 || got[0].Function.Name != "get_weather" || acc.Choices[0].FinishReason != "length" {
+				t.Fatalf("streamed tool calls %+v (finish %q)", got, acc.Choices[0].FinishReason)
+			}
+			if err := json.Unmarshal([]byte(got[0].Function.Arguments), &args); err != nil || len(args["city"]) != 6 {
+				t.Fatalf("streamed arguments %q: %v", got[0].Function.Arguments, err)
+			}
+		})
 	}
 }

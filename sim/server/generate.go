@@ -30,6 +30,7 @@ type generation struct {
 	includeUsage bool
 	kv           *kvTransferParams
 	created      int64
+	tool         *toolCall // a forced tool call: the output is its arguments
 }
 
 // outcome is how a generation ended, for the response and the metrics.
@@ -265,10 +266,14 @@ func (s *Server) writeWhole(w http.ResponseWriter, g *generation, o outcome) {
 	reason := o.reason
 	if g.chat {
 		text := o.text
+		msg := &chatOutput{Role: "assistant", Content: &text}
+		if g.tool != nil {
+			msg.Content, msg.ToolCalls, reason = nil, g.tool.message(text), toolFinish(reason)
+		}
 		writeJSON(w, http.StatusOK, chatResponse{
 			ID: g.responseID(), Object: "chat.completion", Created: g.created, Model: g.model,
 			Choices: []chatChoice{{
-				Message:      &chatOutput{Role: "assistant", Content: &text},
+				Message:      msg,
 				FinishReason: &reason, StopReason: o.stopString,
 			}},
 			Usage: o.usage(), KVTransferParams: o.kvResponse,
@@ -323,6 +328,7 @@ func (s *Server) streamResponse(w http.ResponseWriter, ctx context.Context, g *g
 		}
 	}
 	ts := newTextStream(s, g, engineID)
+	toolOpened := false // the tool call's first delta is out
 	for !ts.done {
 		text, err := ts.next(ctx, stream)
 		if err != nil {
@@ -345,7 +351,20 @@ func (s *Server) streamResponse(w http.ResponseWriter, ctx context.Context, g *g
 		}
 		if g.chat {
 			delta := &chatOutput{}
-			if text != "" {
+			switch {
+			case g.tool != nil:
+				args := escaped(text)
+				if !toolOpened {
+					args = g.tool.argumentsOpen() + args
+				}
+				if ts.done {
+					args += g.tool.argumentsClose()
+					r := toolFinish(*reason)
+					reason = &r
+				}
+				delta.ToolCalls = g.tool.delta(!toolOpened, args)
+				toolOpened = true
+			case text != "":
 				delta.Content = &text
 			}
 			c.Choices = []chatChoice{{Delta: delta, FinishReason: reason, StopReason: stopIf(ts.done, ts.out.stopString)}}

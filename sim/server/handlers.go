@@ -28,6 +28,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	tool, err := forcedTool(req.Tools, req.ToolChoice)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	text, err := s.tok.ApplyChatTemplate(chat)
 	if err != nil {
 		writeError(w, badParam("messages", "%v", err))
@@ -49,6 +54,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		stream:       req.Stream,
 		includeUsage: req.Stream && req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
 		kv:           req.KVTransferParams,
+		tool:         tool,
 	})
 }
 

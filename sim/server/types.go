@@ -22,6 +22,8 @@ type chatRequest struct {
 	IgnoreEOS           bool              `json:"ignore_eos"`
 	KVTransferParams    *kvTransferParams `json:"kv_transfer_params"`
 	AddGenerationPrompt *bool             `json:"add_generation_prompt"`
+	Tools               []toolDef         `json:"tools"`
+	ToolChoice          json.RawMessage   `json:"tool_choice"`
 }
 
 type completionRequest struct {
@@ -157,8 +159,9 @@ type chatChoice struct {
 }
 
 type chatOutput struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string         `json:"role,omitempty"`
+	Content   *string        `json:"content,omitempty"`
+	ToolCalls []toolCallJSON `json:"tool_calls,omitempty"`
 }
 
 // stopReason is the stop string that ended a request, or null.
