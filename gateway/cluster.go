@@ -184,12 +184,13 @@ func (w *worker) view(m *model) *routing.Worker {
 	}
 	w.mu.Lock()
 	rw.Inflight, rw.PrefillBlocks, rw.DecodeBlocks = w.inflight, w.prefill, w.decode
-	prefilling, decoding := w.prefilling, w.inflight-w.prefilling
+	prefilling := w.prefilling
 	w.mu.Unlock()
 	// What the engine reports beyond this gateway's requests (which it
-	// counts too), sized by this gateway's average request.
+	// counts too), sized by this gateway's average request: queued ones
+	// still to prefill, and all of them attending their KV.
 	rw.OthersPrefillBlocks = float64(max(rw.Waiting-prefilling, 0)) * m.stats.promptBlocks.load()
-	rw.OthersDecodeBlocks = float64(max(rw.Running-decoding, 0)) * m.stats.totalBlocks.load()
+	rw.OthersDecodeBlocks = float64(max(rw.Running+rw.Waiting-rw.Inflight, 0)) * m.stats.totalBlocks.load()
 	return rw
 }
 
@@ -216,23 +217,27 @@ func (f *atomicFloat) observe(x float64) {
 type ticket struct {
 	w          *worker
 	prefill    float64 // in w.prefill until the first token
-	decode     float64 // in w.decode after it
+	decode     float64 // in w.decode
 	prefilling bool
 	ended      bool
 }
 
 // dispatch counts a request on the worker: prefill blocks of prompt it
-// must compute.
-func (w *worker) dispatch(prefill float64) *ticket {
+// must compute, and kv blocks its sequence will attend at every decode
+// step from the moment it is scheduled — even blocks shared with other
+// sequences cost each of them attention, which is what makes a burst on a
+// hot prefix spill to other workers.
+func (w *worker) dispatch(prefill, kv float64) *ticket {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.inflight++
 	w.prefilling++
 	w.prefill += prefill
-	return &ticket{w: w, prefill: prefill, prefilling: true}
+	w.decode += kv
+	return &ticket{w: w, prefill: prefill, decode: kv, prefilling: true}
 }
 
-// decoding moves the request from prefill to decode, holding kv blocks.
+// decoding marks the request past its prefill, its sequence now kv blocks.
 func (t *ticket) decoding(kv float64) {
 	w := t.w
 	w.mu.Lock()

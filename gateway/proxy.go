@@ -115,8 +115,9 @@ func (x *exchange) prefillBlocks(o routing.Overlap) float64 {
 	return max(x.route.PromptBlocks()-float64(o.Blocks()), 0)
 }
 
+// kvBlocks is the request's sequence so far, in blocks.
 func (x *exchange) kvBlocks() float64 {
-	return (float64(len(x.ids)) + float64(x.outChunks)) / float64(x.m.blockSize)
+	return float64(x.route.PromptTokens+x.outChunks) / float64(x.m.blockSize)
 }
 
 // failed records a worker failure; it returns the error to answer with
@@ -148,7 +149,7 @@ func (x *exchange) serveAnswer(ctx context.Context, rw http.ResponseWriter) {
 			return
 		}
 		x.decided(d)
-		t := w.dispatch(x.prefillBlocks(d.Overlap))
+		t := w.dispatch(x.prefillBlocks(d.Overlap), x.kvBlocks())
 		res, release, err := x.post(ctx, w, x.req.endpoint, body)
 		if err != nil {
 			t.end()

@@ -46,7 +46,7 @@ func (x *exchange) serveStream(ctx context.Context, rw http.ResponseWriter) {
 			return
 		}
 		x.decided(d)
-		t := w.dispatch(x.prefillBlocks(d.Overlap))
+		t := w.dispatch(x.prefillBlocks(d.Overlap), x.kvBlocks())
 		res, release, err := x.post(ctx, w, ep, body)
 		if err == nil && res.StatusCode != http.StatusOK {
 			data, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))

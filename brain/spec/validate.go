@@ -51,7 +51,10 @@ func ApplyDefaults(s *stratav1.DeploymentSpec) {
 	if s.ServedModelName == "" {
 		s.ServedModelName = s.Name
 	}
-	if s.Tokenizer == "" {
+	// vLLM's tokenizer is the model's unless named. A simulated engine's
+	// model names nothing on disk: its default is the built-in byte-level
+	// tokenizer, which an empty tokenizer means.
+	if s.Tokenizer == "" && s.Engine != "sim" {
 		s.Tokenizer = s.Model
 	}
 	if s.BlockSize == 0 {
@@ -137,7 +140,9 @@ func validate(s *stratav1.DeploymentSpec) []error {
 		}
 	}
 	checkPath("model", s.Model)
-	checkPath("tokenizer", s.Tokenizer)
+	if s.Tokenizer != "" || s.Engine != "sim" {
+		checkPath("tokenizer", s.Tokenizer)
+	}
 
 	switch n := utf8.RuneCountInString(s.ServedModelName); {
 	case s.ServedModelName == "":

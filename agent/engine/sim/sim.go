@@ -33,14 +33,14 @@ func (*Adapter) Kind() string { return Kind }
 // Command implements engine.Adapter:
 //
 //	strata sim --host H --port P --model MODEL --served-model-name N
-//	  [--block-size B] --kv-events-config JSON --role both|prefill|decode
-//	  [--kv-transfer-config JSON] EXTRA...
+//	  [--tokenizer DIR] [--block-size B] --kv-events-config JSON
+//	  --role both|prefill|decode [--kv-transfer-config JSON] EXTRA...
 //
 // Spec.Executable is the strata binary (default "strata" from PATH). The
 // simulator uses no GPU: GPUs are optional (when given they must still
 // number TensorParallelSize, as placement assigns them) and no
-// CUDA_VISIBLE_DEVICES is set. It has no --tensor-parallel-size or
-// --tokenizer flag (its tokenizer is byte-level), so those are not passed.
+// CUDA_VISIBLE_DEVICES is set. It has no --tensor-parallel-size flag; its
+// tokenizer is byte-level unless the deployment names a directory.
 // For P/D the role is explicit because the connector's kv_role is kv_both,
 // as for vLLM. The simulator's KV transfer runs over its HTTP port and it
 // advertises its bind address (127.0.0.1 for a wildcard), not
@@ -60,6 +60,9 @@ func (*Adapter) Command(s engine.Spec) (engine.Launch, error) {
 		"--port", strconv.Itoa(s.Port),
 		"--model", s.Model,
 		"--served-model-name", s.ServedName(),
+	}
+	if s.Tokenizer != "" {
+		args = append(args, "--tokenizer", s.Tokenizer)
 	}
 	if s.BlockSize > 0 {
 		args = append(args, "--block-size", strconv.Itoa(s.BlockSize))

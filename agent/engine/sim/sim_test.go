@@ -43,10 +43,11 @@ func TestCommand(t *testing.T) {
 			Path: "strata", Args: with("--role", "decode", "--kv-transfer-config", nixl)},
 		{Name: "fake GPUs, TP 2, binary path, extra args last", Edit: func(s *engine.Spec) {
 			s.GPUs, s.TensorParallelSize = []string{"GPU-fake-0", "GPU-fake-1"}, 2
-			s.Tokenizer = "ignored"
 			s.Executable = "/usr/local/bin/strata"
 			s.ExtraArgs = []string{"--speedup", "10", "--block-size", "32"}
 		}, Path: "/usr/local/bin/strata", Args: with("--role", "both", "--speedup", "10", "--block-size", "32")},
+		{Name: "tokenizer directory", Edit: func(s *engine.Spec) { s.Tokenizer = "/models/qwen3" }, Path: "strata",
+			Args: append(append(append([]string(nil), head[:9]...), "--tokenizer", "/models/qwen3"), append(head[9:], "--role", "both")...)},
 	})
 }
 
