@@ -30,7 +30,10 @@ PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X $(MODULE)/command.Version=$(VERSION)
 HOST      ?=
-PORT      ?= 8000
+PORT      ?= 8080
+ENGINES   ?= 4
+DEV_FLAGS ?=
+SIM_PORT  ?= 8000
 SIM_FLAGS ?=
 BENCHTIME ?= 1s
 FUZZTIME  ?= 10s
@@ -56,7 +59,7 @@ help: ## show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  %-6s %s\n", $$1, $$2}'
 	@echo
-	@echo "variables: VERSION=$(VERSION) PORT=$(PORT) HOST=$(HOST) SIM_FLAGS=… BENCHTIME=$(BENCHTIME)"
+	@echo "variables: VERSION=$(VERSION) PORT=$(PORT) HOST=$(HOST) ENGINES=$(ENGINES) DEV_FLAGS=… SIM_PORT=$(SIM_PORT) SIM_FLAGS=… BENCHTIME=$(BENCHTIME)"
 	@echo "           FUZZTIME=$(FUZZTIME) TEST_TIMEOUT=$(TEST_TIMEOUT) LINT=$(LINT) CHECK=$(CHECK)"
 
 .PHONY: build
@@ -65,17 +68,12 @@ build: ## build bin/strata (cgo for NVML, version from git describe)
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/strata .
 
 .PHONY: run
-run: build ## build, then run `strata sim` (a simulated vLLM) on :8000 in the foreground (PORT, HOST, SIM_FLAGS)
-	@h=127.0.0.1; echo; \
-	echo "strata sim: a vLLM-compatible simulated engine on :$(PORT) (Ctrl-C stops it). Try:"; \
-	echo "  curl -s http://$$h:$(PORT)/v1/models"; \
-	echo "  curl -s http://$$h:$(PORT)/v1/chat/completions -H 'Content-Type: application/json' \\"; \
-	echo "       -d '{\"model\":\"strata-sim\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}],\"max_tokens\":32}'"; \
-	echo "  curl -s http://$$h:$(PORT)/metrics | grep '^vllm:'"; \
-	echo "  go run ./scripts/kvwatch -endpoint tcp://$$h:5557   # KV cache events (ZMQ PUB; replay on :5558)"; \
-	echo
-	$(BIN)/strata sim $(if $(HOST),--host $(HOST) )--port $(PORT) --speedup 1 \
-		--kv-events-config '$(KV_EVENTS_CONFIG)'$(if $(SIM_FLAGS), $(SIM_FLAGS))
+run: build ## build, then run `strata dev`: a local cluster (brain, agent with simulated engines, gateway on :8080) in the foreground (PORT, HOST, ENGINES, DEV_FLAGS)
+	$(BIN)/strata dev --http-addr $(or $(HOST),127.0.0.1):$(PORT) --engines $(ENGINES)$(if $(DEV_FLAGS), $(DEV_FLAGS))
+
+.PHONY: sim
+sim: build ## build, then run one `strata sim` (a simulated vLLM) on :8000 with KV events on :5557 (SIM_PORT, SIM_FLAGS)
+	$(BIN)/strata sim --port $(SIM_PORT) --speedup 1 --kv-events-config '$(KV_EVENTS_CONFIG)'$(if $(SIM_FLAGS), $(SIM_FLAGS))
 
 .PHONY: test
 test: test-deps ## install the test servers and files, go vet (+ gofmt and golangci-lint unless LINT=0), then every test with -race
