@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +33,23 @@ type goldenCase struct {
 	Error    string          `json:"error"`
 }
 
-func readGolden(t *testing.T, path string) (goldenHeader, []goldenCase) {
+var modCache = sync.OnceValues(func() (string, error) {
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	return strings.TrimSpace(string(out)), err
+})
+
+// goModCache is the module cache the templates of the Jinja module's
+// testdata are read from.
+func goModCache(t testing.TB) string {
+	t.Helper()
+	dir, err := modCache()
+	if err != nil {
+		t.Fatalf("go env GOMODCACHE: %v", err)
+	}
+	return dir
+}
+
+func readGolden(t testing.TB, path string) (goldenHeader, []goldenCase) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -113,7 +130,6 @@ func TestGoldenTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	modCache := ""
 	for _, path := range files {
 		name := strings.TrimSuffix(filepath.Base(path), ".jsonl")
 		if name == "conformance" {
@@ -121,18 +137,8 @@ func TestGoldenTemplates(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			hdr, cases := readGolden(t, path)
-			if modCache == "" {
-				out, err := exec.Command("go", "env", "GOMODCACHE").Output()
-				if err != nil {
-					t.Fatal(err)
-				}
-				modCache = strings.TrimSpace(string(out))
-			}
-			src, err := os.ReadFile(filepath.Join(modCache, filepath.FromSlash(hdr.Template)))
-			if err != nil {
-				t.Fatalf("%v (the template comes from the Jinja module's testdata)", err)
-			}
-			tmpl, err := New(Config{Templates: map[string]string{DefaultName: string(src)}, SpecialTokens: hdr.Special, Now: func() time.Time { return fixedTime }})
+			src := moduleFile(t, hdr.Template)
+			tmpl, err := New(Config{Templates: map[string]string{DefaultName: src}, SpecialTokens: hdr.Special, Now: func() time.Time { return fixedTime }})
 			if err != nil {
 				t.Fatal(err)
 			}

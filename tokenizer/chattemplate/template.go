@@ -83,7 +83,18 @@ func New(cfg Config) (*Template, error) {
 	return t, nil
 }
 
-func compile(src string) (*compiled, error) {
+// errPanic wraps a panic of the template engine, which is turned into an
+// error: no template or request may crash the process.
+var errPanic = errors.New("chat template engine failed")
+
+func recoverPanic(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %v", errPanic, r)
+	}
+}
+
+func compile(src string) (c *compiled, err error) {
+	defer recoverPanic(&err)
 	p, err := prepare(src)
 	if err != nil {
 		return nil, err
@@ -187,7 +198,7 @@ func (t *Template) Render(req tokenizer.ChatRequest) (string, error) {
 	data[tojsonFilter] = jinja.NewCallable(tojsonFilter, tojson)
 	data[strFilter] = jinja.NewCallable(strFilter, strFilterFn)
 	data[trimFilter] = jinja.NewCallable(trimFilter, trimFilterFn)
-	out, err := c.tmpl.RenderValues(data)
+	out, err := renderValues(c.tmpl, data)
 	if err != nil {
 		return "", fmt.Errorf("chat template %q: %w", name, err)
 	}
@@ -195,6 +206,11 @@ func (t *Template) Render(req tokenizer.ChatRequest) (string, error) {
 		return continueFinal(out, conv)
 	}
 	return out, nil
+}
+
+func renderValues(tmpl *jinja.Template, data map[string]jinja.Value) (out string, err error) {
+	defer recoverPanic(&err)
+	return tmpl.RenderValues(data)
 }
 
 func raiseException(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {

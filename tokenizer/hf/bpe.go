@@ -68,15 +68,16 @@ func newModel(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 	if err != nil {
 		return nil, err
 	}
+	if typ != "BPE" && typ != "" {
+		return nil, unsupported(typ)
+	}
 	var c bpeJSON
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, err
 	}
-	if typ != "BPE" && (typ != "" || c.Merges == nil) {
-		if typ == "" {
-			return nil, errors.New("no model type")
-		}
-		return nil, unsupported(typ)
+	if typ == "" && c.Merges == nil {
+		// Files without a type are BPE if they have merges.
+		return nil, errors.New("no model type")
 	}
 	if c.Dropout != nil && *c.Dropout != 0 {
 		return nil, fmt.Errorf("BPE: dropout %v (sampled tokenization): %w", *c.Dropout, ErrUnsupported)
