@@ -96,7 +96,7 @@ func clusterView(v *fsm.View) *stratav1.WatchClusterResponse {
 		sp := v.Deployments[name].GetSpec()
 		out.Models = append(out.Models, &stratav1.ClusterModel{
 			Name: sp.GetServedModelName(), Deployment: sp.GetName(), Engine: sp.GetEngine(),
-			Tokenizer: sp.GetTokenizer(), BlockSize: sp.GetBlockSize(), Mode: sp.GetMode(),
+			Tokenizer: sp.GetTokenizer(), BlockSize: sp.GetBlockSize(), Mode: sp.GetMode(), Routing: sp.GetRouting(),
 		})
 	}
 	for _, id := range slices.Sorted(maps.Keys(v.Workers)) {

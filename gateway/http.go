@@ -187,7 +187,7 @@ func (g *Gateway) prepare(r *http.Request, ep endpoint, x *exchange) error {
 		x.route = routing.Request{Model: x.req.model, BlockSize: m.blockSize}
 		return nil
 	}
-	if x.policy, err = g.policyFor(r, x.req); err != nil {
+	if x.policy, err = g.policyFor(r, x.req, m); err != nil {
 		return err
 	}
 	tok, err := g.toks.forModel(m)

@@ -3,8 +3,11 @@ package gateway
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/strata-llm/strata/brain/spec"
 )
 
 func TestDecodeRequest(t *testing.T) {
@@ -146,4 +149,12 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatal("accepted without a model")
 		}
 	})
+}
+
+// TestPolicyNamesMatchSpec: a deployment spec accepts exactly the routing
+// policies gateways offer.
+func TestPolicyNamesMatchSpec(t *testing.T) {
+	if !slices.Equal(PolicyNames, spec.RoutingPolicies) {
+		t.Fatalf("gateway policies %v, spec accepts %v", PolicyNames, spec.RoutingPolicies)
+	}
 }

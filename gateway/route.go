@@ -118,11 +118,14 @@ func (g *Gateway) pick(ctx context.Context, x *exchange, role stratav1.WorkerRol
 }
 
 // policyFor is the request's policy: the one it names (header or hint),
-// else the gateway's default.
-func (g *Gateway) policyFor(r *http.Request, req *request) (routing.Policy, error) {
+// else its deployment's, else the gateway's default.
+func (g *Gateway) policyFor(r *http.Request, req *request, m *model) (routing.Policy, error) {
 	name := req.hints.Routing
 	if h := r.Header.Get("X-Strata-Routing"); h != "" {
 		name = h
+	}
+	if name == "" {
+		name = m.info.GetRouting()
 	}
 	if name == "" {
 		name = g.cfg.Routing

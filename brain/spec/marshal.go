@@ -30,6 +30,7 @@ func Marshal(s *stratav1.DeploymentSpec) ([]byte, error) {
 		Tokenizer:       s.Tokenizer,
 		BlockSize:       ptr(s.BlockSize),
 		Mode:            &mode,
+		Routing:         s.Routing,
 	}
 	if s.Mode == stratav1.DeploymentMode_DEPLOYMENT_MODE_AGGREGATED {
 		p := s.Pools[0]

@@ -55,6 +55,7 @@ type specYAML struct {
 	Replicas           *replicasYAML `yaml:"replicas,flow,omitempty"`
 	Pools              *poolsYAML    `yaml:"pools,omitempty"`
 	SLA                *slaYAML      `yaml:"sla,flow,omitempty"`
+	Routing            string        `yaml:"routing,omitempty"`
 }
 
 type replicasYAML struct {
@@ -519,6 +520,7 @@ func (r *specYAML) toProto(lines map[string]int) (*stratav1.DeploymentSpec, []er
 		EngineArgs:      r.EngineArgs,
 		Tokenizer:       r.Tokenizer,
 		BlockSize:       positive(r.BlockSize, "block_size"),
+		Routing:         r.Routing,
 	}
 	if r.SLA != nil {
 		s.Sla = &stratav1.SLA{TtftMs: r.SLA.TTFTMs, ItlMs: r.SLA.ITLMs}

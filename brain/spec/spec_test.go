@@ -112,6 +112,15 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+func TestParseRouting(t *testing.T) {
+	if s := mustParse(t, minimal+"routing: round-robin\n"); s.Routing != "round-robin" {
+		t.Fatalf("routing %q", s.Routing)
+	}
+	if s := mustParse(t, minimal); s.Routing != "" {
+		t.Fatalf("routing %q by default, want the gateway's", s.Routing)
+	}
+}
+
 func TestParseDisaggregated(t *testing.T) {
 	s := mustParse(t, disaggregatedDoc)
 	checks := []struct {
@@ -202,6 +211,7 @@ func TestParseInvalid(t *testing.T) {
 		{"served_model_name too long", minimal + "served_model_name: " + strings.Repeat("s", 257) + "\n", []string{"served_model_name: at most 256"}},
 		{"engine missing", "name: x\nmodel: m\n", []string{"engine: required"}},
 		{"engine unknown", "name: x\nmodel: m\nengine: vLLM\n", []string{"line 3: engine:", `"vLLM"`}},
+		{"routing unknown", minimal + "routing: fastest\n", []string{"line 4: routing:", `"fastest"`, "round-robin"}},
 		{"block_size zero", minimal + "block_size: 0\n", []string{"line 4: block_size:", "at least 1"}},
 		{"block_size too big", minimal + "block_size: 2048\n", []string{"line 4: block_size:", "1024"}},
 		{"tensor_parallel_size zero", minimal + "tensor_parallel_size: 0\n", []string{"line 4: tensor_parallel_size:", "at least 1"}},

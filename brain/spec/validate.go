@@ -30,6 +30,10 @@ const (
 // engines are the engine kinds the agent has adapters for.
 var engines = []string{"vllm", "sglang", "trtllm", "llamacpp", "sim"}
 
+// RoutingPolicies are the routing policies gateways offer (a gateway test
+// keeps this list equal to gateway.PolicyNames).
+var RoutingPolicies = []string{"kv", "approx-kv", "least-loaded", "round-robin", "random", "session"}
+
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // ApplyDefaults fills the fields a spec may leave out, in place, so that the
@@ -160,6 +164,9 @@ func validate(s *stratav1.DeploymentSpec) []error {
 		fail("engine", "required (one of %s)", strings.Join(engines, ", "))
 	case !slices.Contains(engines, s.Engine):
 		fail("engine", "unknown engine %q (want one of %s)", s.Engine, strings.Join(engines, ", "))
+	}
+	if s.Routing != "" && !slices.Contains(RoutingPolicies, s.Routing) {
+		fail("routing", "unknown routing policy %q (want one of %s)", s.Routing, strings.Join(RoutingPolicies, ", "))
 	}
 	errs = append(errs, validateArgs("engine_args", s.EngineArgs)...)
 

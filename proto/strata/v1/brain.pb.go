@@ -614,13 +614,15 @@ func (*WatchClusterRequest) Descriptor() ([]byte, []int) {
 
 // ClusterModel is one served model name and how to route to it.
 type ClusterModel struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Deployment    string                 `protobuf:"bytes,2,opt,name=deployment,proto3" json:"deployment,omitempty"`
-	Engine        string                 `protobuf:"bytes,3,opt,name=engine,proto3" json:"engine,omitempty"`
-	Tokenizer     string                 `protobuf:"bytes,4,opt,name=tokenizer,proto3" json:"tokenizer,omitempty"`
-	BlockSize     uint32                 `protobuf:"varint,5,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
-	Mode          DeploymentMode         `protobuf:"varint,6,opt,name=mode,proto3,enum=strata.v1.DeploymentMode" json:"mode,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Deployment string                 `protobuf:"bytes,2,opt,name=deployment,proto3" json:"deployment,omitempty"`
+	Engine     string                 `protobuf:"bytes,3,opt,name=engine,proto3" json:"engine,omitempty"`
+	Tokenizer  string                 `protobuf:"bytes,4,opt,name=tokenizer,proto3" json:"tokenizer,omitempty"`
+	BlockSize  uint32                 `protobuf:"varint,5,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
+	Mode       DeploymentMode         `protobuf:"varint,6,opt,name=mode,proto3,enum=strata.v1.DeploymentMode" json:"mode,omitempty"`
+	// The deployment's routing policy; empty: the gateway's default.
+	Routing       string `protobuf:"bytes,7,opt,name=routing,proto3" json:"routing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -695,6 +697,13 @@ func (x *ClusterModel) GetMode() DeploymentMode {
 		return x.Mode
 	}
 	return DeploymentMode_DEPLOYMENT_MODE_UNSPECIFIED
+}
+
+func (x *ClusterModel) GetRouting() string {
+	if x != nil {
+		return x.Routing
+	}
+	return ""
 }
 
 // RoutableWorker is a worker with the address a gateway sends requests to.
@@ -2476,7 +2485,7 @@ const file_strata_v1_brain_proto_rawDesc = "" +
 	"\x05batch\x18\x02 \x01(\v2\x17.strata.v1.KVEventBatchR\x05batch\"E\n" +
 	"\x17PublishKVEventsResponse\x12*\n" +
 	"\x11resync_worker_ids\x18\x01 \x03(\tR\x0fresyncWorkerIds\"\x15\n" +
-	"\x13WatchClusterRequest\"\xc6\x01\n" +
+	"\x13WatchClusterRequest\"\xe0\x01\n" +
 	"\fClusterModel\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -2486,7 +2495,8 @@ const file_strata_v1_brain_proto_rawDesc = "" +
 	"\ttokenizer\x18\x04 \x01(\tR\ttokenizer\x12\x1d\n" +
 	"\n" +
 	"block_size\x18\x05 \x01(\rR\tblockSize\x12-\n" +
-	"\x04mode\x18\x06 \x01(\x0e2\x19.strata.v1.DeploymentModeR\x04mode\"\x8c\x01\n" +
+	"\x04mode\x18\x06 \x01(\x0e2\x19.strata.v1.DeploymentModeR\x04mode\x12\x18\n" +
+	"\arouting\x18\a \x01(\tR\arouting\"\x8c\x01\n" +
 	"\x0eRoutableWorker\x12)\n" +
 	"\x06worker\x18\x01 \x01(\v2\x11.strata.v1.WorkerR\x06worker\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x1a\n" +

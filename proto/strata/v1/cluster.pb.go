@@ -798,8 +798,12 @@ type DeploymentSpec struct {
 	Mode      DeploymentMode `protobuf:"varint,8,opt,name=mode,proto3,enum=strata.v1.DeploymentMode" json:"mode,omitempty"`
 	// One pool (role BOTH) when aggregated; a prefill and a decode pool when
 	// disaggregated.
-	Pools         []*Pool `protobuf:"bytes,9,rep,name=pools,proto3" json:"pools,omitempty"`
-	Sla           *SLA    `protobuf:"bytes,10,opt,name=sla,proto3" json:"sla,omitempty"`
+	Pools []*Pool `protobuf:"bytes,9,rep,name=pools,proto3" json:"pools,omitempty"`
+	Sla   *SLA    `protobuf:"bytes,10,opt,name=sla,proto3" json:"sla,omitempty"`
+	// The gateways' routing policy for this deployment (kv, approx-kv,
+	// least-loaded, round-robin, random, session); empty: the gateway's
+	// default. A request may still name another (docs/gateway.md).
+	Routing       string `protobuf:"bytes,11,opt,name=routing,proto3" json:"routing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -902,6 +906,13 @@ func (x *DeploymentSpec) GetSla() *SLA {
 		return x.Sla
 	}
 	return nil
+}
+
+func (x *DeploymentSpec) GetRouting() string {
+	if x != nil {
+		return x.Routing
+	}
+	return ""
 }
 
 // Deployment is a spec as the brain stored it.
@@ -1371,7 +1382,7 @@ const file_strata_v1_cluster_proto_rawDesc = "" +
 	"engineArgs\"5\n" +
 	"\x03SLA\x12\x17\n" +
 	"\attft_ms\x18\x01 \x01(\rR\x06ttftMs\x12\x15\n" +
-	"\x06itl_ms\x18\x02 \x01(\rR\x05itlMs\"\xd4\x02\n" +
+	"\x06itl_ms\x18\x02 \x01(\rR\x05itlMs\"\xee\x02\n" +
 	"\x0eDeploymentSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12*\n" +
@@ -1385,7 +1396,8 @@ const file_strata_v1_cluster_proto_rawDesc = "" +
 	"\x04mode\x18\b \x01(\x0e2\x19.strata.v1.DeploymentModeR\x04mode\x12%\n" +
 	"\x05pools\x18\t \x03(\v2\x0f.strata.v1.PoolR\x05pools\x12 \n" +
 	"\x03sla\x18\n" +
-	" \x01(\v2\x0e.strata.v1.SLAR\x03sla\"\xb7\x01\n" +
+	" \x01(\v2\x0e.strata.v1.SLAR\x03sla\x12\x18\n" +
+	"\arouting\x18\v \x01(\tR\arouting\"\xb7\x01\n" +
 	"\n" +
 	"Deployment\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.strata.v1.DeploymentSpecR\x04spec\x12\x1e\n" +
