@@ -32,8 +32,10 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is the gateway's OpenAI API address (default 127.0.0.1:8080).
 	HTTPAddr string
-	// Engines is the number of simulated engines (and fake GPUs), default 4.
-	Engines int
+	// Engines is the number of simulated engines, default 4; GPUs the
+	// node's fake GPUs, default Engines (more leave room for other
+	// deployments).
+	Engines, GPUs int
 	// Model is the served model name (default strata-sim).
 	Model string
 	// SimArgs are extra `strata sim` flags for every engine (e.g.
@@ -80,6 +82,7 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if cfg.Engines <= 0 {
 		cfg.Engines = 4
 	}
+	cfg.GPUs = max(cfg.GPUs, cfg.Engines)
 	if cfg.Model == "" {
 		cfg.Model = "strata-sim"
 	}
@@ -128,7 +131,7 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	brains := []string{c.Brain.Member().GetGrpcAddress()}
 	if c.Agent, err = agent.New(agent.Config{
 		NodeID: "dev-node", DataDir: filepath.Join(cfg.DataDir, "agent"), Brains: brains, ClusterToken: token,
-		HTTPAddr: "127.0.0.1:0", OpsToken: c.OpsToken, FakeGPUs: cfg.Engines, EngineHost: "127.0.0.1",
+		HTTPAddr: "127.0.0.1:0", OpsToken: c.OpsToken, FakeGPUs: cfg.GPUs, EngineHost: "127.0.0.1",
 		SimExecutable: cfg.SimExecutable, MetricsInterval: 100 * time.Millisecond, StopGrace: 5 * time.Second,
 		RestartBackoff: 200 * time.Millisecond,
 		Logger:         cfg.Logger.With("component", "agent"),
@@ -186,17 +189,22 @@ func (c *Cluster) deploy(ctx context.Context, brains []string, token auth.Token)
 	}
 }
 
-// WaitRoutable waits until the gateway routes to n engines.
+// WaitRoutable waits until the gateway routes to n engines of the model.
 func (c *Cluster) WaitRoutable(ctx context.Context, n int) error {
+	return c.WaitRoutableModel(ctx, c.cfg.Model, n)
+}
+
+// WaitRoutableModel waits until the gateway routes to n engines of model.
+func (c *Cluster) WaitRoutableModel(ctx context.Context, model string, n int) error {
 	for {
-		if got := c.Gateway.Routable(c.cfg.Model); got >= n {
+		if got := c.Gateway.Routable(model); got >= n {
 			return nil
 		}
 		t := time.NewTimer(50 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("waiting for %d routable engines (have %d): %w", n, c.Gateway.Routable(c.cfg.Model), ctx.Err())
+			return fmt.Errorf("waiting for %d routable engines of %s (have %d): %w", n, model, c.Gateway.Routable(model), ctx.Err())
 		case err := <-c.errs:
 			t.Stop()
 			return err

@@ -19,6 +19,7 @@ type metrics struct {
 	cachedTokens *prometheus.CounterVec   // model, source (predicted, reported)
 	migrations   *prometheus.CounterVec   // model, phase (before-first-token, mid-stream)
 	tokenizerErr *prometheus.CounterVec   // model
+	pdFallbacks  *prometheus.CounterVec   // model
 	queueWait    prometheus.Histogram
 }
 
@@ -50,11 +51,13 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) *metrics {
 			Help: "Requests moved to another worker after theirs failed, before the first token or mid-stream."}, []string{"model", "phase"}),
 		tokenizerErr: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_gateway_tokenizer_unavailable_total",
 			Help: "Requests routed without a prompt hash because the model's tokenizer is missing or failed to load."}, []string{"model"}),
+		pdFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_gateway_pd_fallbacks_total",
+			Help: "Disaggregated requests the decode worker served alone because the prefill step failed."}, []string{"model"}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "strata_gateway_queue_wait_seconds",
 			Help: "Time requests waited for a worker that was not busy.", Buckets: latencyBuckets}),
 	}
 	reg.MustRegister(m.requests, m.ttft, m.itl, m.duration, m.promptTokens, m.outputTokens, m.decisions, m.stages,
-		m.cachedTokens, m.migrations, m.tokenizerErr, m.queueWait,
+		m.cachedTokens, m.migrations, m.tokenizerErr, m.pdFallbacks, m.queueWait,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "strata_gateway_queue_depth", Help: "Requests waiting for capacity."},
 			func() float64 { return float64(g.queue.depth()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "strata_gateway_brain_connected", Help: "1 while the cluster watch stream to the brain is up."},

@@ -142,8 +142,15 @@ func (x *exchange) failed(w *worker, err error, midStream bool) error {
 // before the engine's whole answer, so a failed worker is simply replaced.
 func (x *exchange) serveAnswer(ctx context.Context, rw http.ResponseWriter) {
 	body := x.req.body
+	if x.disaggregated() {
+		var err error
+		if body, err = x.prefill(ctx, body); err != nil {
+			x.fail(rw, err)
+			return
+		}
+	}
 	for {
-		w, d, err := x.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.policy)
+		w, d, err := x.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.decodePolicy())
 		if err != nil {
 			x.fail(rw, err)
 			return
@@ -217,5 +224,9 @@ func (x *exchange) fail(rw http.ResponseWriter, err error) {
 
 func (x *exchange) decided(d routing.Decision) {
 	x.g.metrics.decisions.WithLabelValues(d.Policy, d.Reason).Inc()
-	x.predicted = d.Overlap.Blocks()
+	// For P/D the prediction is the prefill worker's: the decode pick
+	// goes by load alone.
+	if !x.disaggregated() || d.Overlap.Blocks() > 0 {
+		x.predicted = d.Overlap.Blocks()
+	}
 }

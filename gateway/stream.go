@@ -39,8 +39,15 @@ func (x *exchange) serveStream(ctx context.Context, rw http.ResponseWriter) {
 		lastTok  time.Time
 	)
 	body, ep := x.upstreamStreamBody(), x.req.endpoint
+	if x.disaggregated() {
+		var err error
+		if body, err = x.prefill(ctx, body); err != nil {
+			x.streamFail(rw, false, err)
+			return
+		}
+	}
 	for {
-		w, d, err := x.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.policy)
+		w, d, err := x.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.decodePolicy())
 		if err != nil {
 			x.streamFail(rw, started, err)
 			return

@@ -477,3 +477,87 @@ func TestGatewayKeysAndAdmission(t *testing.T) {
 		return nil
 	})
 }
+
+// TestGatewayDisaggregated: for a deployment with prefill and decode
+// pools, the gateway runs the prefill step on a prefill worker and streams
+// the answer from a decode worker that pulled its KV (vLLM's NixlConnector
+// flow, as the simulator speaks it).
+func TestGatewayDisaggregated(t *testing.T) {
+	c := TestCluster(t, func(cfg *dev.Config) { cfg.Engines, cfg.GPUs = 1, 3 })
+	ctx := timeout(t, 60*time.Second)
+	bc, err := client.New([]string{c.Brain.Member().GetGrpcAddress()}, c.ClusterToken, auth.TLSFiles{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bc.Close() }()
+	pool := func(role stratav1.WorkerRole) *stratav1.Pool {
+		return &stratav1.Pool{Role: role, TensorParallelSize: 1, Replicas: &stratav1.Replicas{Min: 1, Max: 1, Initial: 1}}
+	}
+	if _, err := bc.Admin().ApplyDeployment(ctx, &stratav1.ApplyDeploymentRequest{Spec: &stratav1.DeploymentSpec{
+		Name: "pd", Model: "pd", Engine: "sim", EngineArgs: []string{"--speedup", "1000"},
+		Mode:  stratav1.DeploymentMode_DEPLOYMENT_MODE_DISAGGREGATED,
+		Pools: []*stratav1.Pool{pool(stratav1.WorkerRole_WORKER_ROLE_PREFILL), pool(stratav1.WorkerRole_WORKER_ROLE_DECODE)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitRoutableModel(ctx, "pd", 2); err != nil {
+		t.Fatal(err)
+	}
+	cl := openaiClient(c)
+	for _, stream := range []bool{false, true} {
+		var res *http.Response
+		var text string
+		if stream {
+			s := cl.Completions.NewStreaming(ctx, openai.CompletionNewParams{Model: "pd", MaxTokens: openai.Int(8),
+				Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(strings.Repeat("a long shared prompt ", 20))}},
+				option.WithJSONSet("ignore_eos", true), option.WithResponseInto(&res))
+			for s.Next() {
+				if ch := s.Current(); len(ch.Choices) > 0 {
+					text += ch.Choices[0].Text
+				}
+			}
+			if err := s.Err(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			cr, err := cl.Completions.New(ctx, openai.CompletionNewParams{Model: "pd", MaxTokens: openai.Int(8),
+				Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(strings.Repeat("a long shared prompt ", 20))}},
+				option.WithJSONSet("ignore_eos", true), option.WithResponseInto(&res))
+			if err != nil {
+				t.Fatal(err)
+			}
+			text = cr.Choices[0].Text
+		}
+		if len(text) != 8 || !strings.HasPrefix(res.Header.Get("X-Strata-Worker"), "pd-decode-") {
+			t.Fatalf("stream %v: %q from %s", stream, text, res.Header.Get("X-Strata-Worker"))
+		}
+	}
+	if n := metricValue(t, c, `strata_gateway_pd_fallbacks_total{model="pd"}`); n != 0 {
+		t.Fatalf("%v requests fell back to decode-only", n)
+	}
+	// The prefill worker computed the prompts.
+	for _, v := range EngineViews(t, c) {
+		if !strings.HasPrefix(v.ID, "pd-prefill-") {
+			continue
+		}
+		res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", v.Port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		if !strings.Contains(string(b), `vllm:request_success_total{engine="0",finished_reason="length",model_name="pd"} 2`) {
+			t.Fatalf("the prefill worker did not serve both prefill steps:\n%s", grepLines(string(b), "request_success"))
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
