@@ -7,9 +7,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/strata-llm/strata/tokenizer"
 )
 
 // The benchmark corpora come with every Go installation, so they are the
@@ -169,6 +172,72 @@ func BenchmarkLoad(b *testing.B) {
 				if _, err := New(f); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkChatPrefix renders and encodes chat requests that share a long
+// system prompt with tool definitions (about 6,000 tokens) and differ in
+// the user's message, with the segment cache and without: the effect of
+// the cache on prompts whose prefix repeats.
+func BenchmarkChatPrefix(b *testing.B) {
+	english := benchCorpus(b, "english")
+	paragraphs := strings.Split(english, "\n\n")
+	system := strings.Join(paragraphs[100:160], "\n\n")
+	tools := `[{"type":"function","function":{"name":"search","description":"Search the library catalogue","parameters":{"type":"object","properties":{"query":{"type":"string"},"limit":{"type":"integer"}},"required":["query"]}}}]`
+	var questions []string
+	for _, p := range paragraphs[200:] {
+		if len(p) > 80 && len(p) < 600 {
+			questions = append(questions, p)
+		}
+	}
+	for _, cacheBytes := range []int{DefaultSegmentCacheBytes, 0} {
+		name := "cache"
+		if cacheBytes == 0 {
+			name = "nocache"
+		}
+		b.Run(name, func(b *testing.B) {
+			tok, err := New(testFiles(b, "qwen3"), WithSegmentCache(cacheBytes))
+			if err != nil {
+				b.Fatal(err)
+			}
+			reqs := make([]tokenizer.ChatRequest, len(questions))
+			for i, q := range questions {
+				body, _ := json.Marshal(map[string]any{"messages": []any{
+					map[string]any{"role": "system", "content": system},
+					map[string]any{"role": "user", "content": q},
+				}})
+				body = []byte(strings.Replace(string(body), `{"messages"`, `{"tools":`+tools+`,"messages"`, 1))
+				if err := json.Unmarshal(body, &reqs[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			prompt, _ := tok.ApplyChatTemplate(reqs[0])
+			tokens := len(tok.Encode(prompt, false))
+			// Warm the word cache on every question, as in steady state.
+			for _, r := range reqs {
+				p, _ := tok.ApplyChatTemplate(r)
+				tok.Encode(p, false)
+			}
+			h0, m0 := tok.SegmentCacheStats()
+			i := 0
+			b.ResetTimer()
+			for b.Loop() {
+				// Every user message is new, as in real traffic.
+				r := reqs[i%len(reqs)]
+				r.Messages[1]["content"] = questions[i%len(questions)] + " #" + strconv.Itoa(i)
+				p, err := tok.ApplyChatTemplate(r)
+				if err != nil {
+					b.Fatal(err)
+				}
+				tok.Encode(p, false)
+				i++
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(tokens), "tokens/op")
+			if h, m := tok.SegmentCacheStats(); h+m > h0+m0 {
+				b.ReportMetric(float64(h-h0)/float64(h+m-h0-m0), "hit-rate")
 			}
 		})
 	}

@@ -604,3 +604,34 @@ func TestConcurrentEncode(t *testing.T) {
 		}
 	}
 }
+
+func TestSegmentCache(t *testing.T) {
+	files := testFiles(t, "qwen3")
+	off, err := New(files, WithSegmentCache(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := New(files, WithSegmentCache(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	corpus := loadCorpus(t)
+	for round := range 2 { // the second round hits (or finds evicted)
+		for _, c := range corpus {
+			in := c.input(t)
+			if got, want := small.Encode(in, false), off.Encode(in, false); !slices.Equal(got, want) {
+				t.Fatalf("round %d %q: cached %v, uncached %v", round, in, got, want)
+			}
+		}
+	}
+	hits, misses := small.SegmentCacheStats()
+	if hits == 0 || misses == 0 {
+		t.Fatalf("hits %d misses %d", hits, misses)
+	}
+	if small.segments.cur > small.segments.max {
+		t.Fatalf("cache holds %d bytes, bound %d", small.segments.cur, small.segments.max)
+	}
+	if h, m := off.SegmentCacheStats(); h+m != 0 {
+		t.Fatal("disabled cache counted")
+	}
+}

@@ -41,6 +41,7 @@ type Tokenizer struct {
 	raw       *matcher // added tokens matched in the raw text
 	normed    *matcher // added tokens matched in the normalized text
 
+	segments   *segmentCache // nil: off
 	vocabSize  int
 	eos        uint32
 	hasEOS     bool
@@ -120,22 +121,39 @@ func (t *Tokenizer) encode(ids []uint32, text string) []uint32 {
 			ids = append(ids, t.added[sp.token].ID)
 			continue
 		}
-		seg := text[sp.start:sp.end]
-		if t.norm != nil {
-			seg = t.norm.normalize(seg)
-		}
-		if seg == "" {
-			continue
-		}
-		buf.sub = t.normed.split(buf.sub[:0], seg, t.added)
-		for _, s2 := range buf.sub {
-			if s2.token >= 0 {
-				ids = append(ids, t.added[s2.token].ID)
+		raw, first := text[sp.start:sp.end], sp.start == 0
+		if t.segments != nil && len(raw) >= minCachedSegment {
+			if cached, ok := t.segments.get(raw, first); ok {
+				ids = append(ids, cached...)
 				continue
 			}
-			if s2.end > s2.start {
-				ids = t.encodePiece(ids, piece{text: seg[s2.start:s2.end], first: sp.start == 0 && s2.start == 0}, buf)
-			}
+			start := len(ids)
+			ids = t.encodeSegment(ids, raw, first, buf)
+			t.segments.put(raw, first, ids[start:])
+			continue
+		}
+		ids = t.encodeSegment(ids, raw, first, buf)
+	}
+	return ids
+}
+
+// encodeSegment encodes a run of text between raw added tokens: normalized,
+// split on normalized added tokens, pre-tokenized, merged.
+func (t *Tokenizer) encodeSegment(ids []uint32, seg string, first bool, buf *encodeBuffers) []uint32 {
+	if t.norm != nil {
+		seg = t.norm.normalize(seg)
+	}
+	if seg == "" {
+		return ids
+	}
+	buf.sub = t.normed.split(buf.sub[:0], seg, t.added)
+	for _, s2 := range buf.sub {
+		if s2.token >= 0 {
+			ids = append(ids, t.added[s2.token].ID)
+			continue
+		}
+		if s2.end > s2.start {
+			ids = t.encodePiece(ids, piece{text: seg[s2.start:s2.end], first: first && s2.start == 0}, buf)
 		}
 	}
 	return ids

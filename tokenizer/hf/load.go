@@ -59,7 +59,8 @@ type Files struct {
 type Option func(*options)
 
 type options struct {
-	now func() time.Time
+	now               func() time.Time
+	segmentCacheBytes *int
 }
 
 // WithClock sets the clock of the chat template's strftime_now.
@@ -171,6 +172,11 @@ func New(f Files, opts ...Option) (*Tokenizer, error) {
 	}
 
 	t := &Tokenizer{}
+	cacheBytes := DefaultSegmentCacheBytes
+	if o.segmentCacheBytes != nil {
+		cacheBytes = *o.segmentCacheBytes
+	}
+	t.segments = newSegmentCache(cacheBytes)
 	var err error
 	if t.norm, err = newNormalizer(tj.Normalizer); err != nil {
 		return nil, fmt.Errorf("tokenizer.json: normalizer: %w", err)
