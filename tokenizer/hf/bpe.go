@@ -1,6 +1,7 @@
 package hf
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,16 +65,17 @@ type bpeJSON struct {
 }
 
 func newModel(raw json.RawMessage, byteLevel bool) (*bpe, error) {
-	typ, err := componentType(raw)
-	if err != nil {
-		return nil, err
-	}
-	if typ != "BPE" && typ != "" {
-		return nil, unsupported(typ)
-	}
 	var c bpeJSON
 	if err := json.Unmarshal(raw, &c); err != nil {
+		// Another model's fields need not fit BPE's: name its type.
+		if typ, terr := componentType(raw); terr == nil && typ != "BPE" && typ != "" {
+			return nil, unsupported(typ)
+		}
 		return nil, err
+	}
+	typ := c.Type
+	if typ != "BPE" && typ != "" {
+		return nil, unsupported(typ)
 	}
 	if typ == "" && c.Merges == nil {
 		// Files without a type are BPE if they have merges.
@@ -174,7 +176,14 @@ func markerOnlyLeads(vocab map[string]uint32) bool {
 func (m *bpe) loadMerges(raw json.RawMessage) error {
 	var pairs [][2]string
 	var lines []string
-	if err := json.Unmarshal(raw, &lines); err == nil {
+	// Newer files write pairs, older ones "a b" strings; the first element
+	// tells which, so the array is decoded once.
+	trimmed := bytes.TrimLeft(bytes.TrimLeft(bytes.TrimSpace(raw), "["), " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := json.Unmarshal(raw, &pairs); err != nil {
+			return fmt.Errorf("merges: want an array of \"a b\" strings or of [a, b] pairs: %w", err)
+		}
+	} else if err := json.Unmarshal(raw, &lines); err == nil {
 		pairs = make([][2]string, len(lines))
 		for i, line := range lines {
 			a, b, ok := strings.Cut(line, " ")
