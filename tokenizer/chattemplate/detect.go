@@ -170,7 +170,7 @@ func (p *exprParser) done() bool { return p.pos >= len(p.toks) }
 // a plain one, "" otherwise.
 func (p *exprParser) target(stop string) string {
 	start := p.pos
-	for !p.done() && !(p.peek().text == stop && p.peek().kind != tokString) {
+	for !p.done() && (p.peek().text != stop || p.peek().kind == tokString) {
 		p.next()
 	}
 	if p.pos-start == 1 && p.toks[start].kind == tokName {
@@ -183,7 +183,7 @@ func (p *exprParser) target(stop string) string {
 // primary with postfixes, filters and tests is exprOther.
 func (p *exprParser) expr(stop ...string) *expr {
 	e := p.chain()
-	if !p.done() && !(p.peek().kind == tokName && slices.Contains(stop, p.peek().text)) {
+	if !p.done() && (p.peek().kind != tokName || !slices.Contains(stop, p.peek().text)) {
 		return &expr{kind: exprOther}
 	}
 	return e

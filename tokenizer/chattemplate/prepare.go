@@ -512,9 +512,10 @@ func unescapePython(s string) string {
 			b.WriteByte('\v')
 		case 'x', 'u', 'U':
 			n := 2
-			if c == 'u' {
+			switch c {
+			case 'u':
 				n = 4
-			} else if c == 'U' {
+			case 'U':
 				n = 8
 			}
 			if i+1+n <= len(s) {

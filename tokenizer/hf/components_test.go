@@ -164,7 +164,6 @@ func TestMetaspaceSplitKeepsMergesInPieces(t *testing.T) {
 }
 
 func TestNormalizers(t *testing.T) {
-	const chars = "abcdefghijklmnopqrstuvwxyzσςi\u0307 ▁éeA\u0301x-"
 	tests := []struct {
 		name, norm, text, want string
 	}{

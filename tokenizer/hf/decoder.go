@@ -34,11 +34,11 @@ func newDecoder(raw json.RawMessage) (decoder, error) {
 			Stop    int    `json:"stop"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Strip: %w", err)
+			return nil, errIn("Strip", err)
 		}
 		r, size := utf8.DecodeRuneInString(c.Content)
 		if size == 0 || size != len(c.Content) || c.Start < 0 || c.Stop < 0 {
-			return nil, fmt.Errorf("Strip: want one content character and non-negative start and stop, got %q, %d, %d", c.Content, c.Start, c.Stop)
+			return nil, errIn("Strip", fmt.Errorf("want one content character and non-negative start and stop, got %q, %d, %d", c.Content, c.Start, c.Stop))
 		}
 		return stripDecoder{content: r, start: c.Start, stop: c.Stop}, nil
 	case "Replace":
@@ -47,11 +47,11 @@ func newDecoder(raw json.RawMessage) (decoder, error) {
 			Content string          `json:"content"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Replace: %w", err)
+			return nil, errIn("Replace", err)
 		}
 		p, err := newPattern(c.Pattern)
 		if err != nil {
-			return nil, fmt.Errorf("Replace: %w", err)
+			return nil, errIn("Replace", err)
 		}
 		return replaceDecoder{pattern: p, content: c.Content}, nil
 	case "Metaspace":
@@ -61,11 +61,11 @@ func newDecoder(raw json.RawMessage) (decoder, error) {
 			AddPrefixSpace *bool   `json:"add_prefix_space"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Metaspace: %w", err)
+			return nil, errIn("Metaspace", err)
 		}
 		m, err := newMetaspace(c.Replacement, c.PrependScheme, c.AddPrefixSpace)
 		if err != nil {
-			return nil, fmt.Errorf("Metaspace: %w", err)
+			return nil, errIn("Metaspace", err)
 		}
 		return metaspaceDecoder{replacement: m.replacement, stripFirst: m.scheme != prependNever}, nil
 	case "Sequence":
@@ -73,13 +73,13 @@ func newDecoder(raw json.RawMessage) (decoder, error) {
 			Decoders []json.RawMessage `json:"decoders"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Sequence: %w", err)
+			return nil, errIn("Sequence", err)
 		}
 		var seq sequenceDecoder
 		for i, d := range c.Decoders {
 			dd, err := newDecoder(d)
 			if err != nil {
-				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
+				return nil, errIn(fmt.Sprintf("Sequence[%d]", i), err)
 			}
 			if dd != nil {
 				seq = append(seq, dd)

@@ -22,6 +22,10 @@ var ErrUnsupported = errors.New("not supported")
 
 func unsupported(typ string) error { return fmt.Errorf("type %q: %w", typ, ErrUnsupported) }
 
+// errIn prefixes an error with the component (a tokenizer.json type name)
+// it comes from.
+func errIn(component string, err error) error { return fmt.Errorf("%s: %w", component, err) }
+
 // componentType reads a component's "type" ("" for null or an absent one).
 func componentType(raw json.RawMessage) (string, error) {
 	raw = bytes.TrimSpace(raw)

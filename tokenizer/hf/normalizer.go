@@ -39,7 +39,7 @@ func newNormalizer(raw json.RawMessage) (normalizer, error) {
 			Right *bool `json:"strip_right"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Strip: %w", err)
+			return nil, errIn("Strip", err)
 		}
 		// tokenizers' defaults are true for both.
 		return strip{left: c.Left == nil || *c.Left, right: c.Right == nil || *c.Right}, nil
@@ -48,7 +48,7 @@ func newNormalizer(raw json.RawMessage) (normalizer, error) {
 			Prepend string `json:"prepend"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Prepend: %w", err)
+			return nil, errIn("Prepend", err)
 		}
 		return prepend(c.Prepend), nil
 	case "Replace":
@@ -57,11 +57,11 @@ func newNormalizer(raw json.RawMessage) (normalizer, error) {
 			Content string          `json:"content"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Replace: %w", err)
+			return nil, errIn("Replace", err)
 		}
 		p, err := newPattern(c.Pattern)
 		if err != nil {
-			return nil, fmt.Errorf("Replace: %w", err)
+			return nil, errIn("Replace", err)
 		}
 		return replace{pattern: p, content: c.Content}, nil
 	case "Sequence":
@@ -69,13 +69,13 @@ func newNormalizer(raw json.RawMessage) (normalizer, error) {
 			Normalizers []json.RawMessage `json:"normalizers"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Sequence: %w", err)
+			return nil, errIn("Sequence", err)
 		}
 		var seq sequenceNormalizer
 		for i, n := range c.Normalizers {
 			nn, err := newNormalizer(n)
 			if err != nil {
-				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
+				return nil, errIn(fmt.Sprintf("Sequence[%d]", i), err)
 			}
 			if nn != nil {
 				seq = append(seq, nn)

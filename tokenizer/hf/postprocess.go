@@ -35,7 +35,7 @@ func newPostProcessor(raw json.RawMessage) (template, error) {
 			} `json:"special_tokens"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return template{}, fmt.Errorf("TemplateProcessing: %w", err)
+			return template{}, errIn("TemplateProcessing", err)
 		}
 		var t template
 		seen := false
@@ -69,13 +69,13 @@ func newPostProcessor(raw json.RawMessage) (template, error) {
 			Processors []json.RawMessage `json:"processors"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return template{}, fmt.Errorf("Sequence: %w", err)
+			return template{}, errIn("Sequence", err)
 		}
 		var t template
 		for i, p := range c.Processors {
 			pt, err := newPostProcessor(p)
 			if err != nil {
-				return template{}, fmt.Errorf("Sequence[%d]: %w", i, err)
+				return template{}, errIn(fmt.Sprintf("Sequence[%d]", i), err)
 			}
 			// Each processor wraps what the previous ones produced.
 			t.prefix = append(append([]uint32{}, pt.prefix...), t.prefix...)

@@ -40,17 +40,17 @@ func newPreTokenizer(raw json.RawMessage) (preTokenizerSpec, error) {
 			Steps []json.RawMessage `json:"pretokenizers"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return preTokenizerSpec{}, fmt.Errorf("Sequence: %w", err)
+			return preTokenizerSpec{}, errIn("Sequence", err)
 		}
 		var seq sequencePre
 		byteLevel := false
 		for i, step := range c.Steps {
 			if byteLevel {
-				return preTokenizerSpec{}, fmt.Errorf("Sequence[%d]: a step after ByteLevel: %w", i, ErrUnsupported)
+				return preTokenizerSpec{}, errIn(fmt.Sprintf("Sequence[%d]", i), fmt.Errorf("a step after ByteLevel: %w", ErrUnsupported))
 			}
 			spec, err := newPreTokenizer(step)
 			if err != nil {
-				return preTokenizerSpec{}, fmt.Errorf("Sequence[%d]: %w", i, err)
+				return preTokenizerSpec{}, errIn(fmt.Sprintf("Sequence[%d]", i), err)
 			}
 			if spec.pre != nil {
 				seq = append(seq, spec.pre)
@@ -82,15 +82,15 @@ func newPreTokenizerStep(typ string, raw json.RawMessage) (preTokenizer, error) 
 			Invert   bool            `json:"invert"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Split: %w", err)
+			return nil, errIn("Split", err)
 		}
 		p, err := newPattern(c.Pattern)
 		if err != nil {
-			return nil, fmt.Errorf("Split: %w", err)
+			return nil, errIn("Split", err)
 		}
 		b, err := parseBehavior(c.Behavior)
 		if err != nil {
-			return nil, fmt.Errorf("Split: %w", err)
+			return nil, errIn("Split", err)
 		}
 		return split{pattern: p, behavior: b, invert: c.Invert}, nil
 	case "ByteLevel":
@@ -99,7 +99,7 @@ func newPreTokenizerStep(typ string, raw json.RawMessage) (preTokenizer, error) 
 			UseRegex       *bool `json:"use_regex"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("ByteLevel: %w", err)
+			return nil, errIn("ByteLevel", err)
 		}
 		bl := byteLevelPre{addPrefixSpace: c.AddPrefixSpace}
 		if c.UseRegex == nil || *c.UseRegex {
@@ -115,11 +115,11 @@ func newPreTokenizerStep(typ string, raw json.RawMessage) (preTokenizer, error) 
 			Split          *bool   `json:"split"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Metaspace: %w", err)
+			return nil, errIn("Metaspace", err)
 		}
 		m, err := newMetaspace(c.Replacement, c.PrependScheme, c.AddPrefixSpace)
 		if err != nil {
-			return nil, fmt.Errorf("Metaspace: %w", err)
+			return nil, errIn("Metaspace", err)
 		}
 		m.split = c.Split == nil || *c.Split
 		return m, nil
@@ -128,7 +128,7 @@ func newPreTokenizerStep(typ string, raw json.RawMessage) (preTokenizer, error) 
 			Individual bool `json:"individual_digits"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Digits: %w", err)
+			return nil, errIn("Digits", err)
 		}
 		b := contiguous
 		if c.Individual {
@@ -142,13 +142,13 @@ func newPreTokenizerStep(typ string, raw json.RawMessage) (preTokenizer, error) 
 			Behavior string `json:"behavior"`
 		}
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("Punctuation: %w", err)
+			return nil, errIn("Punctuation", err)
 		}
 		b := isolated
 		if c.Behavior != "" {
 			var err error
 			if b, err = parseBehavior(c.Behavior); err != nil {
-				return nil, fmt.Errorf("Punctuation: %w", err)
+				return nil, errIn("Punctuation", err)
 			}
 		}
 		return split{pattern: charPattern(isPunctuation), behavior: b}, nil
