@@ -209,15 +209,16 @@ func writePyJSONString(b *strings.Builder, s string, ascii bool) {
 // pyFloatJSON is json.dumps of a float: Python's repr, with NaN and the
 // infinities as JavaScript names.
 func pyFloatJSON(f float64) string {
-	switch {
-	case math.IsNaN(f):
+	switch s := pyFloatRepr(f); s {
+	case "nan":
 		return "NaN"
-	case math.IsInf(f, 1):
+	case "inf":
 		return "Infinity"
-	case math.IsInf(f, -1):
+	case "-inf":
 		return "-Infinity"
+	default:
+		return s
 	}
-	return pyFloatRepr(f)
 }
 
 // pyFloatRepr is Python's repr of a float: the shortest digits that read

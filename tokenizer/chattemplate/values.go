@@ -50,37 +50,29 @@ func toValueDepth(v any, depth int) (jinja.Value, error) {
 	case json.Number:
 		return numberValue(x)
 	case []any:
-		items := make([]jinja.Value, len(x))
-		for i, item := range x {
-			iv, err := toValueDepth(item, depth+1)
-			if err != nil {
-				return jinja.Undefined(), err
-			}
-			items[i] = iv
-		}
-		return jinja.NewList(items), nil
+		return listValue(x, depth)
 	case []map[string]any:
-		items := make([]jinja.Value, len(x))
-		for i, item := range x {
-			iv, err := toValueDepth(item, depth+1)
-			if err != nil {
-				return jinja.Undefined(), err
-			}
-			items[i] = iv
-		}
-		return jinja.NewList(items), nil
+		return listValue(x, depth)
 	case []string:
-		items := make([]jinja.Value, len(x))
-		for i, s := range x {
-			items[i] = jinja.NewString(s)
-		}
-		return jinja.NewList(items), nil
+		return listValue(x, depth)
 	case *tokenizer.Object:
 		return dictValue(x.Keys, x.Values, depth)
 	case map[string]any:
 		return dictValue(slices.Sorted(maps.Keys(x)), x, depth)
 	}
 	return jinja.Undefined(), fmt.Errorf("unsupported value of type %T", v)
+}
+
+func listValue[T any](xs []T, depth int) (jinja.Value, error) {
+	items := make([]jinja.Value, len(xs))
+	for i, item := range xs {
+		iv, err := toValueDepth(item, depth+1)
+		if err != nil {
+			return jinja.Undefined(), err
+		}
+		items[i] = iv
+	}
+	return jinja.NewList(items), nil
 }
 
 func dictValue(keys []string, values map[string]any, depth int) (jinja.Value, error) {

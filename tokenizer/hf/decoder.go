@@ -69,23 +69,8 @@ func newDecoder(raw json.RawMessage) (decoder, error) {
 		}
 		return metaspaceDecoder{replacement: m.replacement, stripFirst: m.scheme != prependNever}, nil
 	case "Sequence":
-		var c struct {
-			Decoders []json.RawMessage `json:"decoders"`
-		}
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, errIn("Sequence", err)
-		}
-		var seq sequenceDecoder
-		for i, d := range c.Decoders {
-			dd, err := newDecoder(d)
-			if err != nil {
-				return nil, errIn(fmt.Sprintf("Sequence[%d]", i), err)
-			}
-			if dd != nil {
-				seq = append(seq, dd)
-			}
-		}
-		return seq, nil
+		seq, err := sequenceOf(raw, "decoders", newDecoder)
+		return sequenceDecoder(seq), err
 	}
 	return nil, unsupported(typ)
 }

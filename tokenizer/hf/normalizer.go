@@ -65,23 +65,8 @@ func newNormalizer(raw json.RawMessage) (normalizer, error) {
 		}
 		return replace{pattern: p, content: c.Content}, nil
 	case "Sequence":
-		var c struct {
-			Normalizers []json.RawMessage `json:"normalizers"`
-		}
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, errIn("Sequence", err)
-		}
-		var seq sequenceNormalizer
-		for i, n := range c.Normalizers {
-			nn, err := newNormalizer(n)
-			if err != nil {
-				return nil, errIn(fmt.Sprintf("Sequence[%d]", i), err)
-			}
-			if nn != nil {
-				seq = append(seq, nn)
-			}
-		}
-		return seq, nil
+		seq, err := sequenceOf(raw, "normalizers", newNormalizer)
+		return sequenceNormalizer(seq), err
 	}
 	return nil, unsupported(typ)
 }
@@ -161,4 +146,31 @@ func (seq sequenceNormalizer) normalize(s string) string {
 		s = n.normalize(s)
 	}
 	return s
+}
+
+// sequenceOf builds the components a Sequence lists in field, leaving out
+// null ones.
+func sequenceOf[T comparable](raw json.RawMessage, field string, build func(json.RawMessage) (T, error)) ([]T, error) {
+	var c map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, errIn("Sequence", err)
+	}
+	var items []json.RawMessage
+	if list, ok := c[field]; ok {
+		if err := json.Unmarshal(list, &items); err != nil {
+			return nil, errIn("Sequence", err)
+		}
+	}
+	var out []T
+	var none T
+	for i, item := range items {
+		v, err := build(item)
+		if err != nil {
+			return nil, errIn(fmt.Sprintf("Sequence[%d]", i), err)
+		}
+		if v != none {
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }
