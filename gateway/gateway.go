@@ -145,13 +145,14 @@ type Gateway struct {
 	scorer  *client.Scorer
 	cluster *cluster
 
-	policies  map[string]routing.Policy
-	observers []routing.Observer
-	toks      *tokenizers
-	keys      *apiKeys
-	queue     *admission
-	upstream  *http.Client
-	metrics   *metrics
+	policies     map[string]routing.Policy
+	observers    []routing.Observer
+	observations chan observation
+	toks         *tokenizers
+	keys         *apiKeys
+	queue        *admission
+	upstream     *http.Client
+	metrics      *metrics
 
 	ln   net.Listener
 	http *http.Server
@@ -178,6 +179,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.scorer = g.brain.Scorer()
 	g.metrics = newMetrics(cfg.Registry, g)
 	g.policies = g.buildPolicies()
+	g.observations = make(chan observation, 4096)
 	if _, ok := g.policies[cfg.Routing]; !ok {
 		_ = g.brain.Close()
 		return nil, fmt.Errorf("gateway config: routing policy %q: want one of %v", cfg.Routing, PolicyNames)
@@ -242,6 +244,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}()
 	g.wg.Go(func() { g.cluster.watch(ctx, g.brain.Gateway()) })
 	g.wg.Go(func() { g.keys.watch(ctx) })
+	g.wg.Go(func() { g.learn(ctx) })
 	errc := make(chan error, 1)
 	go func() { errc <- g.http.Serve(g.ln) }()
 	g.log.Info("gateway serving the OpenAI API", "addr", g.Addr(), "routing", g.cfg.Routing, "api_keys", g.keys.enabled())

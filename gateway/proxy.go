@@ -77,10 +77,7 @@ func (e *workerError) Unwrap() []error { return []error{errWorkerFailed, e.err} 
 // when the worker leaves the routable view.
 // The caller calls the returned release when done with the response.
 func (x *exchange) post(ctx context.Context, w *worker, ep endpoint, body map[string]json.RawMessage) (*http.Response, context.CancelFunc, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, nil, err
-	}
+	b := encodeObject(body)
 	ctx, release := context.WithCancel(ctx)
 	go func() {
 		select {

@@ -86,9 +86,7 @@ func (g *Gateway) pick(ctx context.Context, x *exchange, role stratav1.WorkerRol
 				}
 				for i, v := range views {
 					if v == d.Worker {
-						for _, o := range g.observers {
-							o.Observe(&x.route, v.ID)
-						}
+						g.observe(&x.route, v.ID)
 						return free[i], d, nil
 					}
 				}
@@ -135,4 +133,35 @@ func (g *Gateway) policyFor(r *http.Request, req *request, m *model) (routing.Po
 		return nil, badRequest(hintsField+".routing", "unknown routing policy %q: want one of %v", name, PolicyNames)
 	}
 	return p, nil
+}
+
+// observation is a routing decision for the policies that learn from them.
+type observation struct {
+	req    *routing.Request
+	worker string
+}
+
+// observe tells the learning policies (approx-kv) where a request went,
+// off the request's path: remembering a long prompt's blocks costs tens of
+// microseconds, which the next request need not wait for. When the
+// learner falls behind, observations are dropped: approx-kv is a fallback
+// and a prediction, not a record.
+func (g *Gateway) observe(req *routing.Request, worker string) {
+	select {
+	case g.observations <- observation{req, worker}:
+	default:
+	}
+}
+
+func (g *Gateway) learn(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-g.observations:
+			for _, l := range g.observers {
+				l.Observe(o.req, o.worker)
+			}
+		}
+	}
 }
