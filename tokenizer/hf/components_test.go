@@ -283,7 +283,7 @@ func TestMergeMatchesDefinition(t *testing.T) {
 		for {
 			best, bestRank, bestID := -1, uint64(1<<63), uint32(0)
 			for i := 0; i+1 < len(ids); i++ {
-				if v, ok := m.merges[uint64(ids[i])<<32|uint64(ids[i+1])]; ok && v>>32 < bestRank {
+				if v, ok := m.merges.get(uint64(ids[i])<<32 | uint64(ids[i+1])); ok && v>>32 < bestRank {
 					best, bestRank, bestID = i, v>>32, uint32(v)
 				}
 			}
