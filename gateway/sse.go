@@ -27,6 +27,10 @@ type sseReader struct {
 
 func newSSEReader(r io.Reader) *sseReader { return &sseReader{r: bufio.NewReaderSize(r, 32<<10)} }
 
+// pending says whether more of the stream is already read in, so that a
+// writer can flush once for a burst of events instead of once each.
+func (s *sseReader) pending() bool { return s.r.Buffered() > 0 }
+
 // next returns the next event's data (valid until the following call), or
 // io.EOF at a clean end of stream, or io.ErrUnexpectedEOF for a stream cut
 // inside an event.

@@ -164,7 +164,7 @@ func (x *exchange) relay(rw http.ResponseWriter, flush *http.ResponseController,
 				if migrated {
 					data = x.usageChunk(*identity)
 				}
-				if err := writeEvent(rw, flush, data); err != nil {
+				if err := writeEvent(rw, flush, data, !rd.pending()); err != nil {
 					return false, err
 				}
 			}
@@ -188,13 +188,17 @@ func (x *exchange) relay(rw http.ResponseWriter, flush *http.ResponseController,
 		if migrated {
 			data = x.rebuiltChunk(*identity, ci)
 		}
-		if err := writeEvent(rw, flush, data); err != nil {
+		// Each chunk goes out as soon as it came in; chunks that came in
+		// together go out together.
+		if err := writeEvent(rw, flush, data, !rd.pending()); err != nil {
 			return false, err
 		}
 	}
 }
 
-func writeEvent(rw io.Writer, flush *http.ResponseController, data []byte) error {
+// writeEvent writes one server-sent event, and flushes it to the client
+// with everything before it when flushNow.
+func writeEvent(rw io.Writer, flush *http.ResponseController, data []byte, flushNow bool) error {
 	if _, err := io.WriteString(rw, "data: "); err != nil {
 		return err
 	}
@@ -203,6 +207,9 @@ func writeEvent(rw io.Writer, flush *http.ResponseController, data []byte) error
 	}
 	if _, err := io.WriteString(rw, "\n\n"); err != nil {
 		return err
+	}
+	if !flushNow {
+		return nil
 	}
 	return flush.Flush()
 }
@@ -326,9 +333,9 @@ func (x *exchange) writeFinal(rw http.ResponseWriter, flush *http.ResponseContro
 	if id == nil {
 		id = &streamIdentity{}
 	}
-	_ = writeEvent(rw, flush, x.rebuiltChunk(id, chunkInfo{finishReason: reason}))
+	_ = writeEvent(rw, flush, x.rebuiltChunk(id, chunkInfo{finishReason: reason}), false)
 	if x.req.includeUsage {
-		_ = writeEvent(rw, flush, x.usageChunk(id))
+		_ = writeEvent(rw, flush, x.usageChunk(id), false)
 	}
 	_, _ = io.WriteString(rw, "data: [DONE]\n\n")
 	_ = flush.Flush()
