@@ -61,6 +61,7 @@ named by --config.`,
 	f.StringVar(&cfg.Routing, "routing", "kv", "default routing policy: kv, approx-kv, least-loaded, round-robin, random or session")
 	f.Float64Var(&cfg.Weights.Temperature, "routing-temperature", 0, "above 0, pick workers by softmax over -cost/T instead of the cheapest")
 	f.DurationVar(&cfg.ScoreTimeout, "score-timeout", 5*time.Millisecond, "how long routing waits for the brain's cache scores before routing without them")
+	f.DurationVar(&cfg.ApproxTTL, "approx-ttl", 2*time.Minute, "how long approx-kv assumes a prefix it routed is cached on that worker")
 	f.IntVar(&cfg.BusyWaiting, "busy-waiting", 16, "a worker whose engine queues this many requests is busy")
 	f.Float64Var(&cfg.BusyKVUsage, "busy-kv-usage", 0.98, "a worker whose engine's KV cache is this full is busy")
 	f.IntVar(&cfg.MaxInflight, "max-inflight", 512, "a worker with this many of this gateway's requests is busy")
