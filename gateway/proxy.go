@@ -112,9 +112,15 @@ func (x *exchange) prefillBlocks(o routing.Overlap) float64 {
 	return max(x.route.PromptBlocks()-float64(o.Blocks()), 0)
 }
 
-// kvBlocks is the request's sequence so far, in blocks.
+// kvBlocks is the request's sequence in blocks: the prompt and the output
+// so far, or half the output it expects (its average over its life) while
+// that is more — a long answer loads its worker for longer.
 func (x *exchange) kvBlocks() float64 {
-	return float64(x.route.PromptTokens+x.outChunks) / float64(x.m.blockSize)
+	expected := x.req.hints.ExpectedOutputTokens
+	if expected == 0 {
+		expected = x.req.maxTokens
+	}
+	return float64(x.route.PromptTokens+max(x.outChunks, expected/2)) / float64(x.m.blockSize)
 }
 
 // failed records a worker failure; it returns the error to answer with
