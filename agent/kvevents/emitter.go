@@ -8,6 +8,14 @@ import (
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
 
+// TierBlocks lists the blocks a worker can onboard from the node's KV tiers
+// (the agent's KVBM), as BlockStored events with media CPU, DISK and
+// REMOTE. An emitter puts them in every snapshot and re-announces them
+// after every AllBlocksCleared, which in the brain's index drops every
+// local medium of the worker, the tiers' included. It is called with the
+// emitter's lock held and must not call back into the emitter.
+type TierBlocks func() []*stratav1.KVEvent
+
 // Sink receives a worker's Strata KV event batches. It is called with one
 // batch at a time, in seq order, from the source's goroutines; it must not
 // block for long (that stalls the engine stream) and must not call back into
@@ -29,20 +37,22 @@ type emitter struct {
 	sink       Sink
 	flushEvery time.Duration
 	maxEvents  int
+	tiers      TierBlocks // nil: the node has no KVBM
 
 	mu      sync.Mutex
 	tr      *Translator
 	seq     uint64 // of the last batch emitted
 	pending []*stratav1.KVEvent
-	// clean is set while the worker's announced state is "nothing": after
-	// an AllBlocksCleared and until a block is announced. A resync then
-	// has nothing to say.
+	// clean is set while the worker's announced engine state is "nothing":
+	// after an AllBlocksCleared and until the engine stores a block (tier
+	// blocks do not count: a resync does not make them stale). A resync
+	// then has nothing to say.
 	clean   bool
 	batches uint64
 	kick    chan struct{} // buffered(1): pending became non-empty
 }
 
-func newEmitter(workerID string, blockSize int, sink Sink, flushEvery time.Duration, maxEvents int) *emitter {
+func newEmitter(workerID string, blockSize int, sink Sink, tiers TierBlocks, flushEvery time.Duration, maxEvents int) *emitter {
 	if flushEvery <= 0 {
 		flushEvery = DefaultFlushInterval
 	}
@@ -54,6 +64,7 @@ func newEmitter(workerID string, blockSize int, sink Sink, flushEvery time.Durat
 		sink:       sink,
 		flushEvery: flushEvery,
 		maxEvents:  maxEvents,
+		tiers:      tiers,
 		tr:         NewTranslator(blockSize),
 		kick:       make(chan struct{}, 1),
 	}
@@ -69,7 +80,30 @@ func (e *emitter) apply(events []EngineEvent) {
 		if len(e.pending) > n {
 			e.clean = ev.Kind == Cleared
 		}
+		if ev.Kind == Cleared {
+			e.pending = e.appendTiersLocked(e.pending)
+		}
 	}
+	e.queuedLocked()
+}
+
+// appendTiersLocked appends the worker's tier blocks.
+func (e *emitter) appendTiersLocked(dst []*stratav1.KVEvent) []*stratav1.KVEvent {
+	if e.tiers == nil {
+		return dst
+	}
+	return append(dst, e.tiers()...)
+}
+
+// inject queues events that did not come from the engine (the KVBM's tier
+// changes), numbered and batched with the engine's.
+func (e *emitter) inject(events []*stratav1.KVEvent) {
+	if len(events) == 0 {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pending = append(e.pending, events...)
 	e.queuedLocked()
 }
 
@@ -84,6 +118,7 @@ func (e *emitter) resync() {
 	}
 	e.tr.Reset()
 	e.pending = append(e.pending, &stratav1.KVEvent{Event: &stratav1.KVEvent_Cleared{Cleared: &stratav1.AllBlocksCleared{}}})
+	e.pending = e.appendTiersLocked(e.pending)
 	e.clean = true
 	e.flushLocked()
 }
@@ -132,13 +167,14 @@ func (e *emitter) emitLocked(events []*stratav1.KVEvent, snapshot bool) {
 // a snapshot restarts the numbering: its first batch has seq 1 and the
 // snapshot flag, which makes the receiver drop what it knew of the worker;
 // a snapshot too large for one batch continues in ordinary batches 2, 3, …
-// (flagging them too would make each one erase the previous). Queued
-// events are dropped: the translator already reflects them.
+// (flagging them too would make each one erase the previous). The tier
+// blocks follow the engine's. Queued events are dropped: the translator
+// and the tiers already reflect them.
 func (e *emitter) snapshot() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.pending = nil
-	events := e.tr.Snapshot()
+	events := e.appendTiersLocked(e.tr.Snapshot())
 	e.seq = 0
 	for first := true; first || len(events) > 0; first = false {
 		n := min(len(events), e.maxEvents)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
 
 // Poller defaults.
@@ -38,6 +40,9 @@ type PollerConfig struct {
 	BlockSize int
 	// Sink receives the batches. Required.
 	Sink Sink
+	// Tiers lists the worker's blocks on the node's KV tiers, for
+	// snapshots and after a clear (nil: none; see TierBlocks).
+	Tiers TierBlocks
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// FlushInterval and MaxBatchEvents bound batching (see Default*).
@@ -98,7 +103,7 @@ func NewPoller(cfg PollerConfig) (*Poller, error) {
 	return &Poller{
 		cfg: cfg,
 		log: cfg.Logger.With("worker", cfg.WorkerID, "url", cfg.PollURL),
-		em:  newEmitter(cfg.WorkerID, cfg.BlockSize, cfg.Sink, cfg.FlushInterval, cfg.MaxBatchEvents),
+		em:  newEmitter(cfg.WorkerID, cfg.BlockSize, cfg.Sink, cfg.Tiers, cfg.FlushInterval, cfg.MaxBatchEvents),
 	}, nil
 }
 
@@ -118,6 +123,10 @@ func (p *Poller) Close() error {
 // EmitSnapshot sends the worker's whole block set as a snapshot, like
 // Subscriber.EmitSnapshot.
 func (p *Poller) EmitSnapshot() { p.em.snapshot() }
+
+// Inject adds events that did not come from the engine, like
+// Subscriber.Inject.
+func (p *Poller) Inject(events []*stratav1.KVEvent) { p.em.inject(events) }
 
 // Stats returns the counters.
 func (p *Poller) Stats() PollerStats {

@@ -4,12 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
+
+	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 
 	simkv "github.com/strata-llm/strata/sim/kvevents"
 	"github.com/strata-llm/strata/test/testutil"
@@ -221,4 +227,74 @@ func TestSubscriberSimPublisherRestart(t *testing.T) {
 	if st := s.Stats(); st.Reconnects < 1 || st.ReplayFailures != 0 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// TestSubscriberTierBlocks: the KVBM's tier blocks travel in the worker's
+// numbered stream: injected events in order with the engine's, every
+// snapshot carries the tier blocks, and a resync (the engine restarted:
+// AllBlocksCleared drops every medium in the brain) re-announces them.
+func TestSubscriberTierBlocks(t *testing.T) {
+	pub := startSimPublisher(t, "tcp://*:0", "tcp://*:0", simkv.Options{})
+	endpoint, replay := pub.Endpoint(), pub.ReplayEndpoint()
+	b := newBrain(t)
+	var mu sync.Mutex
+	tierHashes := []uint64{11, 12, 13}
+	tiers := func() []*stratav1.KVEvent {
+		mu.Lock()
+		defer mu.Unlock()
+		return []*stratav1.KVEvent{{Event: &stratav1.KVEvent_Stored{Stored: &stratav1.BlockStored{
+			SeqHashes: slices.Clone(tierHashes), Medium: cpu, BlockSize: 16,
+		}}}}
+	}
+	s := startSubscriber(t, b, dialable(endpoint), dialable(replay), "kv", func(c *SubscriberConfig) { c.Tiers = tiers })
+	wantCPU := func(want ...uint64) {
+		t.Helper()
+		testutil.WaitForResult(t, waitTimeout, func() error {
+			got, _ := b.state()
+			if !reflect.DeepEqual(got[cpu], set(cpu, want)[cpu]) {
+				return fmt.Errorf("brain has CPU blocks %v, want %v", got[cpu], want)
+			}
+			return nil
+		})
+	}
+	// Connecting resyncs, which announces the tier blocks.
+	wantCPU(11, 12, 13)
+	pr := &prober{pub: pub}
+	testutil.WaitForResult(t, waitTimeout, func() error {
+		got, _ := b.state()
+		if len(got[gpu]) == 0 {
+			pr.probe()
+			return errors.New("no GPU block yet")
+		}
+		return nil
+	})
+
+	// A tier change injected: numbered with the engine's batches (the
+	// brain checks the sequence).
+	mu.Lock()
+	tierHashes = []uint64{12, 13, 14}
+	mu.Unlock()
+	s.Inject([]*stratav1.KVEvent{
+		{Event: &stratav1.KVEvent_Stored{Stored: &stratav1.BlockStored{SeqHashes: []uint64{14}, Medium: cpu, BlockSize: 16}}},
+		{Event: &stratav1.KVEvent_Removed{Removed: &stratav1.BlockRemoved{SeqHashes: []uint64{11}, Medium: cpu}}},
+	})
+	wantCPU(12, 13, 14)
+
+	// A snapshot carries them.
+	s.EmitSnapshot()
+	testutil.WaitFor(t, waitTimeout, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.snaps > 0 })
+	wantCPU(12, 13, 14)
+
+	// The engine goes away: its GPU blocks are cleared, the tiers' stay.
+	if err := pub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitForResult(t, waitTimeout, func() error {
+		got, _ := b.state()
+		if len(got[gpu]) > 0 {
+			return fmt.Errorf("%d GPU blocks left", len(got[gpu]))
+		}
+		return nil
+	})
+	wantCPU(12, 13, 14)
 }

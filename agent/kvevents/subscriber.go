@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-zeromq/zmq4"
+
+	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 )
 
 // Subscriber defaults.
@@ -48,6 +50,9 @@ type SubscriberConfig struct {
 	BlockSize int
 	// Sink receives the batches. Required.
 	Sink Sink
+	// Tiers lists the worker's blocks on the node's KV tiers, for
+	// snapshots and after a clear (nil: none; see TierBlocks).
+	Tiers TierBlocks
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// ReplayTimeout bounds one replay request, connection included.
@@ -166,7 +171,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 		cfg:  cfg,
 		log:  lg,
 		zlog: slog.NewLogLogger(lg.Handler(), slog.LevelDebug),
-		em:   newEmitter(cfg.WorkerID, cfg.BlockSize, cfg.Sink, cfg.FlushInterval, cfg.MaxBatchEvents),
+		em:   newEmitter(cfg.WorkerID, cfg.BlockSize, cfg.Sink, cfg.Tiers, cfg.FlushInterval, cfg.MaxBatchEvents),
 	}, nil
 }
 
@@ -219,6 +224,11 @@ func (s *Subscriber) Close() error {
 // emitter.snapshot): when a brain connects or reports a gap in the batches.
 // It is safe to call at any time, concurrently with Run.
 func (s *Subscriber) EmitSnapshot() { s.em.snapshot() }
+
+// Inject adds events that did not come from the engine (the KVBM's tier
+// changes for this worker) to the worker's stream, in order with the
+// engine's. It is safe to call at any time, concurrently with Run.
+func (s *Subscriber) Inject(events []*stratav1.KVEvent) { s.em.inject(events) }
 
 // Stats returns the counters.
 func (s *Subscriber) Stats() SubscriberStats {
