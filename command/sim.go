@@ -89,7 +89,7 @@ as a GPU would. It is the default engine on machines without GPUs.`,
 	f.Uint64Var(&e.Seed, "seed", 0, "seed for block hashes and sampling")
 	f.StringVar(&role, "role", "", "P/D role: prefill, decode or both (default: from kv_role)")
 	f.IntVar(&e.MeanOutputTokens, "mean-output-tokens", e.MeanOutputTokens, "mean natural response length before EOS (0: never EOS)")
-	f.Int64Var(&e.Timing.KVBytesPerToken, "kv-bytes-per-token", e.Timing.KVBytesPerToken, "KV-cache bytes per token (layers·2·kv_heads·head_dim·dtype bytes)")
+	f.Int64Var(&e.Timing.KVBytesPerToken, "kv-bytes-per-token", e.Timing.KVBytesPerToken, "KV-cache bytes per token (layers·2·kv_heads·head_dim·dtype bytes): prices P/D transfers and sizes the blocks offloaded to the KV tiers")
 	f.Float64Var(&e.Timing.KVTransferGBps, "kv-transfer-gbps", e.Timing.KVTransferGBps, "P/D KV transfer bandwidth, GB/s")
 	f.DurationVar(&e.KVHoldTimeout, "kv-hold-timeout", e.KVHoldTimeout, "free KV held for a remote decode after this long")
 	f.StringVar(&prefill, "prefill-coefficients", coefficients(e.Timing.PrefillA, e.Timing.PrefillB, e.Timing.PrefillC), "prefill ms = A·T²+B·T+C, as A,B,C")
@@ -97,6 +97,9 @@ as a GPU would. It is the default engine on machines without GPUs.`,
 	f.StringVar(&encoding, "kv-events-encoding", "map", "KV event encoding: map (vLLM >= 0.24) or array (<= 0.23)")
 	f.StringVar(&hashes, "kv-events-hashes", "int", "block hashes on the wire: int (uint64) or bytes (raw digest)")
 	f.BoolVar(&opts.ReplayWithTopic, "kv-events-replay-topic", true, "replay replies carry the topic (vLLM >= 0.26)")
+	f.StringVar(&opts.KVBMSocket, "kvbm-socket", "", "the node agent's KV block API socket: offload evicted blocks there and onboard GPU misses from it (docs/kvbm.md)")
+	f.StringVar(&opts.KVBMWorkerID, "kvbm-worker-id", "", "the worker id the agent launched this engine as (with --kvbm-socket)")
+	f.Float64Var(&e.Timing.KVConnectorGBps, "kv-connector-gbps", e.Timing.KVConnectorGBps, "host-to-GPU bandwidth, GB/s, charged for blocks onboarded from the KV tiers")
 	return cmd
 }
 

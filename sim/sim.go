@@ -14,6 +14,7 @@ import (
 	"strconv"
 
 	"github.com/strata-llm/strata/sim/engine"
+	"github.com/strata-llm/strata/sim/kvconnector"
 	"github.com/strata-llm/strata/sim/kvevents"
 	"github.com/strata-llm/strata/sim/server"
 	"github.com/strata-llm/strata/tokenizer"
@@ -48,7 +49,10 @@ type Options struct {
 	// TokenizerDir is a model directory with tokenizer.json and
 	// tokenizer_config.json (vLLM's --tokenizer).
 	TokenizerDir string
-	Logger       *slog.Logger
+	// KVBMSocket, when set, connects the engine's KV connector to the node
+	// agent's block API there (docs/kvbm.md), as worker KVBMWorkerID.
+	KVBMSocket, KVBMWorkerID string
+	Logger                   *slog.Logger
 }
 
 // ServedNames are the names the model answers to, the first reported.
@@ -65,6 +69,8 @@ type Sim struct {
 	Engine    *engine.Engine
 	Publisher *kvevents.Publisher
 	Server    *server.Server
+	// Connector is the KV connector to the agent's tiers, nil without one.
+	Connector *kvconnector.Connector
 
 	run func(context.Context) error
 }
@@ -143,15 +149,31 @@ func New(ctx context.Context, opts Options) (*Sim, error) {
 
 	ecfg := opts.Engine
 	ecfg.EOS, ecfg.TextTokens, ecfg.Logger = tok.EOS(), tok.TextTokens(), log
+	var conn *kvconnector.Connector
+	if opts.KVBMSocket != "" {
+		var err error
+		conn, err = kvconnector.New(kvconnector.Config{
+			Socket: opts.KVBMSocket, WorkerID: opts.KVBMWorkerID, Model: names[0],
+			BlockSize: ecfg.BlockSize, BlockBytes: ecfg.Timing.KVBytesPerToken * int64(ecfg.BlockSize),
+			Layout: kvconnector.Layout(ecfg.Timing.KVBytesPerToken), Logger: log,
+		})
+		if err != nil {
+			closePub(pub)
+			return nil, fmt.Errorf("--kvbm-socket: %w", err)
+		}
+		ecfg.Connector = conn
+	}
 	eng, err := engine.New(ecfg)
 	if err != nil {
 		closePub(pub)
+		closeConn(conn)
 		return nil, err
 	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)))
 	if err != nil {
 		closePub(pub)
+		closeConn(conn)
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	srvCfg.AdvertiseHost = advertiseHost(opts.Host)
@@ -160,25 +182,40 @@ func New(ctx context.Context, opts Options) (*Sim, error) {
 	if err != nil {
 		ln.Close()
 		closePub(pub)
+		closeConn(conn)
 		return nil, err
 	}
-	s := &Sim{Addr: ln.Addr(), Engine: eng, Publisher: pub, Server: srv}
+	s := &Sim{Addr: ln.Addr(), Engine: eng, Publisher: pub, Server: srv, Connector: conn}
 	s.run = func(ctx context.Context) error {
 		defer closePub(pub)
 		engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 		engDone := make(chan error, 1)
 		go func() { engDone <- eng.Run(engCtx) }()
+		connDone := make(chan error, 1)
+		if conn != nil {
+			go func() { connDone <- conn.Run(engCtx) }()
+		} else {
+			connDone <- nil
+		}
 		err := srv.Serve(ctx, ln)
 		// The HTTP server has drained; now stop the engine, which aborts
-		// whatever a client left behind.
+		// whatever a client left behind, and the connector.
 		stopEngine()
-		return errors.Join(err, <-engDone)
+		err = errors.Join(err, <-engDone, <-connDone)
+		closeConn(conn)
+		return err
 	}
 	return s, nil
 }
 
 // Run serves until ctx ends.
 func (s *Sim) Run(ctx context.Context) error { return s.run(ctx) }
+
+func closeConn(c *kvconnector.Connector) {
+	if c != nil {
+		_ = c.Close()
+	}
+}
 
 func closePub(p *kvevents.Publisher) {
 	if p != nil {

@@ -51,7 +51,7 @@ func BenchmarkBlockPoolCycle(b *testing.B) {
 		hashes = append(hashes, hashBlock(parent, tokens[i*bs:(i+1)*bs]))
 	}
 	warm := p.allocate(32)
-	p.cacheFull(warm, hashes, tokens, 0, 32)
+	p.cacheFull(warm, hashes, nil, tokens, 0, 32)
 	p.release(warm)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -59,7 +59,7 @@ func BenchmarkBlockPoolCycle(b *testing.B) {
 		hits := p.lookup(hashes[:32])
 		p.touch(hits)
 		blocks := append(hits, p.allocate(8)...)
-		p.cacheFull(blocks, hashes, tokens, 32, 40)
+		p.cacheFull(blocks, hashes, nil, tokens, 32, 40)
 		p.release(blocks)
 		p.takeEvents()
 	}

@@ -15,6 +15,10 @@ type block struct {
 	ref    int
 	hash   kvevents.BlockHash
 	hashed bool
+	// seq is the block's Strata sequence hash (package kvhash), set when
+	// the engine has a KV connector: the name it is offloaded under.
+	seq    uint64
+	hasSeq bool
 	// free-list links; both nil when the block is in use.
 	prev, next *block
 }
@@ -30,6 +34,9 @@ type blockPool struct {
 	numFree   int
 	cached    map[kvevents.BlockHash]*block
 	events    []kvevents.Event
+	// evicted are the Strata hashes of cached blocks handed out again
+	// since the last takeEvicted: what a KV connector offloads.
+	evicted []uint64
 }
 
 func newBlockPool(numBlocks, blockSize int) *blockPool {
@@ -95,7 +102,11 @@ func (p *blockPool) allocate(n int) []*block {
 			delete(p.cached, b.hash)
 			evicted = append(evicted, b.hash)
 			b.hashed = false
+			if b.hasSeq {
+				p.evicted = append(p.evicted, b.seq)
+			}
 		}
+		b.hasSeq = false
 		b.ref = 1
 		out = append(out, b)
 	}
@@ -118,10 +129,11 @@ func (p *blockPool) release(blocks []*block) {
 }
 
 // cacheFull records blocks[from:to] of a sequence as cached full blocks with
-// the given hashes, and emits one BlockStored for them. tokens holds the
-// sequence's tokens. A hash already cached by another block is left alone:
-// the duplicate block stays private to its request and is not announced.
-func (p *blockPool) cacheFull(blocks []*block, hashes []kvevents.BlockHash, tokens []uint32, from, to int) {
+// the given hashes (and Strata hashes seqs, when the engine keeps them),
+// and emits one BlockStored for them. tokens holds the sequence's tokens. A
+// hash already cached by another block is left alone: the duplicate block
+// stays private to its request and is not announced.
+func (p *blockPool) cacheFull(blocks []*block, hashes []kvevents.BlockHash, seqs []uint64, tokens []uint32, from, to int) {
 	if from >= to {
 		return
 	}
@@ -136,6 +148,9 @@ func (p *blockPool) cacheFull(blocks []*block, hashes []kvevents.BlockHash, toke
 			continue
 		}
 		b.hash, b.hashed = h, true
+		if i < len(seqs) {
+			b.seq, b.hasSeq = seqs[i], true
+		}
 		p.cached[h] = b
 		ev.BlockHashes = append(ev.BlockHashes, h)
 		ev.TokenIDs = append(ev.TokenIDs, tokens[i*p.blockSize:(i+1)*p.blockSize]...)
@@ -164,6 +179,12 @@ func (p *blockPool) usage() float64 {
 		return 0
 	}
 	return 1 - float64(p.numFree)/float64(len(p.blocks))
+}
+
+func (p *blockPool) takeEvicted() []uint64 {
+	ev := p.evicted
+	p.evicted = nil
+	return ev
 }
 
 func (p *blockPool) takeEvents() []kvevents.Event {

@@ -57,7 +57,23 @@ type Config struct {
 	// them (vLLM's VLLM_NIXL_ABORT_REQUEST_TIMEOUT).
 	KVHoldTimeout time.Duration
 	Events        EventSink
-	Logger        *slog.Logger
+	// Connector is the KV connector to the node's tiers (the agent's
+	// KVBM), nil for none: blocks the GPU pool evicts are offloaded to it,
+	// and the prompt blocks a request misses on the GPU are looked for
+	// there and onboarded, charged at Timing.KVConnectorGBps.
+	Connector KVConnector
+	Logger    *slog.Logger
+}
+
+// KVConnector is the engine's side of a KV connector (package
+// sim/kvconnector), named by Strata sequence hashes.
+type KVConnector interface {
+	// Offload takes blocks evicted from the GPU pool; it must not block.
+	Offload(seqHashes []uint64)
+	// Load onboards the leading run of seqHashes the tiers hold and
+	// returns its length and bytes; it is called off the engine goroutine
+	// and may take a while.
+	Load(ctx context.Context, seqHashes []uint64) (blocks int, bytes int64)
 }
 
 // DefaultConfig returns vLLM's defaults for an 8B model on one H100.
@@ -106,6 +122,9 @@ type Stats struct {
 	// Prefix-cache counters, in tokens, as vLLM's prefix_cache_* metrics.
 	PrefixQueries, PrefixHits     uint64
 	ExternalQueries, ExternalHits uint64
+	// KV connector counters, in blocks: offered for offload (evicted from
+	// the GPU pool) and onboarded.
+	Offloaded, Onboarded uint64
 }
 
 type heldKV struct {
@@ -126,6 +145,7 @@ type Engine struct {
 	wake     chan struct{}
 
 	// Owned by the Run goroutine.
+	runCtx  context.Context
 	pool    *blockPool
 	waiting []*request
 	running []*request
@@ -204,7 +224,7 @@ func (e *Engine) Add(req Request) (*Stream, error) {
 		r.readyAt = r.result.Arrival.Add(e.scale(e.cfg.Timing.Transfer(req.RemoteTokens)))
 	}
 	if e.cfg.EnablePrefixCaching {
-		r.extendHashes(e.cfg.BlockSize, e.root)
+		r.extendHashes(e.cfg.BlockSize, e.root, e.cfg.Connector != nil)
 	}
 	err := e.do(func() {
 		if _, dup := e.byID[r.ID]; dup {
@@ -303,6 +323,7 @@ func (h *heldKV) tokensOrNil() []uint32 {
 
 // Run drives the engine until ctx ends, then aborts what is left.
 func (e *Engine) Run(ctx context.Context) error {
+	e.runCtx = ctx
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -390,6 +411,10 @@ func (e *Engine) expireHeld(now time.Time) {
 func (e *Engine) endStep() {
 	if ev := e.pool.takeEvents(); len(ev) > 0 && e.cfg.Events != nil {
 		e.cfg.Events.Publish(ev)
+	}
+	if ev := e.pool.takeEvicted(); len(ev) > 0 && e.cfg.Connector != nil {
+		e.cfg.Connector.Offload(ev)
+		e.counts.Offloaded += uint64(len(ev))
 	}
 	s := e.counts
 	s.Running, s.Waiting = len(e.running), len(e.waiting)

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/strata-llm/strata/kvhash"
 	"github.com/strata-llm/strata/sim/kvevents"
 )
 
@@ -132,23 +133,46 @@ type request struct {
 	computed   int // tokens whose KV is in blocks
 	blocks     []*block
 	hashes     []kvevents.BlockHash // of the full blocks of tokens
-	numCached  int                  // leading blocks already in the prefix cache
-	eosAt      int                  // output length at which the model emits EOS; 0 = never
+	seqs       []uint64             // their Strata sequence hashes, with a KV connector
+	hasher     kvhash.Hasher
+	numCached  int // leading blocks already in the prefix cache
+	eosAt      int // output length at which the model emits EOS; 0 = never
 	rng        *rand.Rand
 	readyAt    time.Time // remote KV arrival (decode role)
 	cachedToks int
 	started    bool
-	stream     *Stream
-	result     Result
+	// The KV connector's part: loadTried once a load was started, ext
+	// what it onboarded.
+	loadTried bool
+	ext       external
+	stream    *Stream
+	result    Result
 }
 
-// extendHashes hashes every newly full block of r.tokens.
-func (r *request) extendHashes(blockSize int, root kvevents.BlockHash) {
+// external is a run of blocks a KV connector onboarded: blocks
+// [from, from+blocks) of the prompt, bytes in all.
+type external struct {
+	from, blocks int
+	bytes        int64
+}
+
+// extendHashes hashes every newly full block of r.tokens; with strata set,
+// also its Strata sequence hash (package kvhash), the name a KV connector
+// stores it under.
+func (r *request) extendHashes(blockSize int, root kvevents.BlockHash, strata bool) {
 	for n := len(r.hashes); (n+1)*blockSize <= len(r.tokens); n++ {
 		parent := root
 		if n > 0 {
 			parent = r.hashes[n-1]
 		}
-		r.hashes = append(r.hashes, hashBlock(parent, r.tokens[n*blockSize:(n+1)*blockSize]))
+		tokens := r.tokens[n*blockSize : (n+1)*blockSize]
+		r.hashes = append(r.hashes, hashBlock(parent, tokens))
+		if strata {
+			local := r.hasher.Local(tokens, kvhash.Seed)
+			if n > 0 {
+				local = kvhash.Chain(r.seqs[n-1], local)
+			}
+			r.seqs = append(r.seqs, local)
+		}
 	}
 }

@@ -57,9 +57,10 @@ func (e *Engine) schedule(now time.Time) batch {
 	var skipped []*request
 	for len(e.waiting) > 0 && len(e.running) < e.cfg.MaxNumSeqs && budget > 0 {
 		r := e.waiting[0]
-		if r.readyAt.After(now) {
-			// Its KV is still in flight from the prefill worker; later
-			// arrivals may go ahead, as vLLM does for WAITING_FOR_REMOTE_KVS.
+		if r.readyAt.After(now) || e.startLoad(r, now) {
+			// Its KV is still in flight from the prefill worker or the
+			// node's tiers; later arrivals may go ahead, as vLLM does for
+			// WAITING_FOR_REMOTE_KVS.
 			skipped = append(skipped, r)
 			e.waiting = e.waiting[1:]
 			continue
@@ -96,6 +97,9 @@ func (e *Engine) admit(r *request, budget int) (int, bool) {
 	if !r.started && r.RemoteTokens > computed {
 		remote = min(r.RemoteTokens, len(r.tokens)-1) - computed
 	}
+	if ext := r.externalBlocks(len(hits)); !r.started && ext*bs > remote {
+		remote = ext * bs // onboarded from the tiers: it lands like a remote prefill's
+	}
 	n := min(len(r.tokens)-computed-remote, budget)
 	need := blocksFor(computed+remote+n, bs) - len(hits)
 	evictableHits := 0
@@ -122,9 +126,12 @@ func (e *Engine) admit(r *request, budget int) (int, bool) {
 		r.result.Scheduled = time.Now()
 		e.counts.PrefixQueries += uint64(len(r.tokens))
 		e.counts.PrefixHits += uint64(computed)
-		if r.RemoteTokens > 0 {
+		if r.RemoteTokens > 0 || r.loadTried {
 			e.counts.ExternalQueries += uint64(len(r.tokens) - computed)
 			e.counts.ExternalHits += uint64(remote)
+		}
+		if r.loadTried {
+			e.counts.Onboarded += uint64(remote / bs)
 		}
 	}
 	return n, true
@@ -154,9 +161,50 @@ func (e *Engine) preempt(r *request) {
 	e.counts.Preemptions++
 }
 
+// startLoad starts onboarding the prompt blocks a waiting request misses
+// on the GPU from the node's tiers, once per request (vLLM's connector
+// lookup, then an asynchronous load). The request waits meanwhile; when
+// the load answers, it becomes ready after a host-to-GPU copy of the
+// bytes read, at KVConnectorGBps, so the tiers' cost shows in its TTFT.
+// It reports whether a load was started.
+func (e *Engine) startLoad(r *request, now time.Time) bool {
+	c := e.cfg.Connector
+	if c == nil || r.started || r.loadTried || !e.cfg.EnablePrefixCaching || r.RemoteTokens > 0 {
+		return false
+	}
+	r.loadTried = true
+	// As admit: the last token is always computed.
+	want := min((len(r.tokens)-1)/e.cfg.BlockSize, len(r.seqs))
+	gpu := len(e.pool.lookup(r.hashes[:min(want, len(r.hashes))]))
+	if gpu >= want {
+		return false
+	}
+	seqs := append([]uint64(nil), r.seqs[gpu:want]...)
+	r.readyAt = now.Add(time.Hour) // until the load answers (it wakes the engine)
+	ctx := e.runCtx
+	go func() {
+		n, bytes := c.Load(ctx, seqs)
+		_ = e.do(func() {
+			r.ext = external{from: gpu, blocks: n, bytes: bytes}
+			r.readyAt = time.Now().Add(e.scale(e.cfg.Timing.Onboard(bytes)))
+		})
+	}()
+	return true
+}
+
+// externalBlocks is how many blocks after the first gpu ones the tiers
+// onboarded: none if GPU blocks in front of the onboarded run were evicted
+// while it loaded (the run no longer continues the prefix).
+func (r *request) externalBlocks(gpu int) int {
+	if r.ext.blocks == 0 || gpu < r.ext.from {
+		return 0
+	}
+	return max(r.ext.from+r.ext.blocks-gpu, 0)
+}
+
 func (e *Engine) cacheComputed(r *request) {
 	full := r.computed / e.cfg.BlockSize
-	e.pool.cacheFull(r.blocks, r.hashes, r.tokens, r.numCached, full)
+	e.pool.cacheFull(r.blocks, r.hashes, r.seqs, r.tokens, r.numCached, full)
 	r.numCached = full
 }
 
@@ -178,7 +226,7 @@ func (e *Engine) complete(b batch, now time.Time) {
 		r.tokens = append(r.tokens, tok)
 		r.numOutput++
 		if e.cfg.EnablePrefixCaching {
-			r.extendHashes(e.cfg.BlockSize, e.root)
+			r.extendHashes(e.cfg.BlockSize, e.root, e.cfg.Connector != nil)
 		}
 		if r.numOutput == 1 {
 			r.result.FirstToken = now

@@ -15,6 +15,9 @@ type TimingModel struct {
 	// KVBytesPerToken and KVTransferGBps price a disaggregated transfer.
 	KVBytesPerToken int64
 	KVTransferGBps  float64
+	// KVConnectorGBps prices onboarding blocks a KV connector read from
+	// the node's tiers: the host-to-GPU copy (PCIe 4.0 x16: ~25 GB/s).
+	KVConnectorGBps float64
 }
 
 // DefaultTiming returns the reference coefficients. KV bytes per token are
@@ -26,6 +29,7 @@ func DefaultTiming() TimingModel {
 		MinDecodeMS:     1,
 		KVBytesPerToken: 32 * 2 * 8 * 128 * 2,
 		KVTransferGBps:  25,
+		KVConnectorGBps: 25,
 	}
 }
 
@@ -66,6 +70,14 @@ func (m TimingModel) Transfer(tokens int) time.Duration {
 	}
 	secs := float64(int64(tokens)*m.KVBytesPerToken) / (m.KVTransferGBps * 1e9)
 	return time.Duration(secs * float64(time.Second))
+}
+
+// Onboard is the time to copy bytes of KV from host memory to the GPU.
+func (m TimingModel) Onboard(bytes int64) time.Duration {
+	if bytes <= 0 || m.KVConnectorGBps <= 0 {
+		return 0
+	}
+	return time.Duration(float64(bytes) / (m.KVConnectorGBps * 1e9) * float64(time.Second))
 }
 
 func ms(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
