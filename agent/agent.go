@@ -25,9 +25,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/strata-llm/strata/agent/engine"
 	"github.com/strata-llm/strata/agent/engine/engines"
 	"github.com/strata-llm/strata/agent/inventory"
+	"github.com/strata-llm/strata/agent/kvbm"
 	"github.com/strata-llm/strata/agent/supervisor"
 	"github.com/strata-llm/strata/auth"
 	"github.com/strata-llm/strata/backoff"
@@ -57,6 +60,9 @@ type Config struct {
 	// SimExecutable is the strata binary `sim` engines run (default: this
 	// process's own executable).
 	SimExecutable string
+	// KV is the node's KV tiers behind the KVBM's block API (docs/kvbm.md);
+	// its zero value (no CPU tier) runs none.
+	KV kvbm.TierConfig
 
 	MetricsInterval    time.Duration // load scrape period, default 500ms
 	CanaryIdle         time.Duration // canary after this long without traffic, default 30s
@@ -123,8 +129,10 @@ type Agent struct {
 	inv     inventory.Source
 	engines func(kind string) (engine.Adapter, error)
 
-	opsLn net.Listener
-	kv    *kvStreamer
+	opsLn   net.Listener
+	kv      *kvStreamer
+	kvbm    *kvbm.Server // nil without tiers
+	metrics *prometheus.Registry
 
 	wakeCh chan struct{}   // state changed: heartbeat early
 	runCtx context.Context // Run's context: workers live within it
@@ -159,9 +167,17 @@ func New(cfg Config) (*Agent, error) {
 		wakeCh: make(chan struct{}, 1), workers: map[string]*worker{}, leaseTTL: 15 * time.Second,
 	}
 	a.kv = newKVStreamer(a)
+	a.metrics = prometheus.NewRegistry()
+	if err := a.openKVBM(); err != nil {
+		_ = bc.Close()
+		return nil, fmt.Errorf("kvbm: %w", err)
+	}
 	if cfg.HTTPAddr != "" {
 		if a.opsLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			_ = bc.Close()
+			if a.kvbm != nil {
+				_ = a.kvbm.Close()
+			}
 			return nil, fmt.Errorf("ops listen: %w", err)
 		}
 	}
@@ -205,6 +221,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if a.opsLn != nil {
 		run(a.serveOps)
+	}
+	if a.kvbm != nil {
+		// The tiers live in this process: they end with it, and engines
+		// keep serving from their GPU until a new agent opens them again.
+		run(func(context.Context) {
+			if err := a.kvbm.Serve(); err != nil {
+				a.log.Error("kvbm", "error", err)
+			}
+		})
+		go func() { <-ctx.Done(); _ = a.kvbm.Close() }()
 	}
 	a.register(ctx)
 	run(a.heartbeatLoop)
@@ -387,6 +413,9 @@ func (a *Agent) reconcile(ctx context.Context, msg *stratav1.WatchAssignmentsRes
 		if want[id] == nil {
 			gone = append(gone, w)
 			delete(a.workers, id)
+			if a.kvbm != nil {
+				a.kvbm.ForgetWorker(id)
+			}
 		}
 	}
 	a.mu.Unlock()

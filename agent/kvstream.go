@@ -22,6 +22,8 @@ const kvQueue = 4096
 type kvSource interface {
 	Run(ctx context.Context) error
 	EmitSnapshot()
+	// Inject adds the KVBM's tier events of the worker to its stream.
+	Inject(events []*stratav1.KVEvent)
 }
 
 // newKVSource builds the worker's event source, or nil when its engine
@@ -37,11 +39,11 @@ func (a *Agent) newKVSource(w *worker) (kvSource, error) {
 		}
 		return kvevents.NewSubscriber(kvevents.SubscriberConfig{
 			WorkerID: w.id, Endpoint: src.Endpoint, ReplayEndpoint: src.ReplayEndpoint, Topic: src.Topic,
-			Decode: decode, BlockSize: w.spec.BlockSize, Sink: sink, Logger: w.log,
+			Decode: decode, BlockSize: w.spec.BlockSize, Sink: sink, Tiers: a.kvbmTierBlocks(w.id), Logger: w.log,
 		})
 	case engine.KVFormatTRTLLM:
 		return kvevents.NewPoller(kvevents.PollerConfig{
-			WorkerID: w.id, PollURL: src.PollURL, BlockSize: w.spec.BlockSize, Sink: sink, Logger: w.log,
+			WorkerID: w.id, PollURL: src.PollURL, BlockSize: w.spec.BlockSize, Sink: sink, Tiers: a.kvbmTierBlocks(w.id), Logger: w.log,
 		})
 	}
 	return nil, nil

@@ -75,7 +75,7 @@ func (a *Agent) opsHandler() http.Handler {
 	r.NoMethod(func(c *gin.Context) { opsError(c, http.StatusMethodNotAllowed, "method not allowed") })
 	r.HandleMethodNotAllowed = true
 
-	reg := prometheus.NewRegistry()
+	reg := a.metrics // the KVBM registered its own on it
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), a.collector())
 	// Health and metrics carry no secrets and change nothing: open, like
 	// the brain's, so probes and Prometheus need no token.
@@ -155,6 +155,7 @@ func (a *Agent) opsHandler() http.Handler {
 		a.wake()
 		c.JSON(http.StatusAccepted, gin.H{"id": w.id, "state": "draining"})
 	})
+	v1.GET("/kv", a.kvView)
 	v1.GET("/canaries", func(c *gin.Context) {
 		out := []CanaryStatus{}
 		for _, w := range a.sortedWorkers() {

@@ -82,7 +82,7 @@ func (a *Agent) newWorkerLocked(as *stratav1.Assignment) (*worker, error) {
 		Model: sp.GetModel(), ServedModelName: sp.GetServedModelName(), Tokenizer: sp.GetTokenizer(),
 		Role: w.GetRole(), GPUs: w.GetGpuUuids(), GPUIndices: a.gpuIndicesLocked(w.GetGpuUuids()), TensorParallelSize: tp,
 		Host: a.cfg.EngineHost, AdvertiseHost: a.advertiseHost(), Port: int(w.GetPort()),
-		BlockSize: int(sp.GetBlockSize()), ExtraArgs: args, WorkDir: dir,
+		BlockSize: int(sp.GetBlockSize()), ExtraArgs: args, WorkDir: dir, KVBMSocket: a.kvbmSocket(),
 	}
 	if sp.GetEngine() == "sim" {
 		spec.Executable = a.cfg.SimExecutable

@@ -105,6 +105,9 @@ type Spec struct {
 	// configuration files return them in Launch.Files and refer to them
 	// under this directory.
 	WorkDir string
+	// KVBMSocket is the agent's KV block API (docs/kvbm.md) for the
+	// engine's KV connector, "" when the node has no tiers.
+	KVBMSocket string
 }
 
 // Launch is how to start one engine process.

@@ -45,6 +45,8 @@ func (*Adapter) Kind() string { return Kind }
 // as for vLLM. The simulator's KV transfer runs over its HTTP port and it
 // advertises its bind address (127.0.0.1 for a wildcard), not
 // AdvertiseHost, so cross-host P/D needs Host set to a reachable address.
+// With the node's KVBM the simulator's KV connector dials its socket and
+// offloads and onboards blocks there under the worker's id.
 func (*Adapter) Command(s engine.Spec) (engine.Launch, error) {
 	if err := s.Validate(); err != nil {
 		return engine.Launch{}, err
@@ -72,6 +74,9 @@ func (*Adapter) Command(s engine.Spec) (engine.Launch, error) {
 		"--role", role(s.EffectiveRole()))
 	if s.Disaggregated() {
 		args = append(args, "--kv-transfer-config", vllm.KVTransferConfig())
+	}
+	if s.KVBMSocket != "" {
+		args = append(args, "--kvbm-socket", s.KVBMSocket, "--kvbm-worker-id", s.WorkerID)
 	}
 	args = append(args, s.ExtraArgs...)
 	return engine.Launch{Path: s.ExecutableOr("strata"), Args: args}, nil

@@ -46,6 +46,8 @@ func TestCommand(t *testing.T) {
 			s.Executable = "/usr/local/bin/strata"
 			s.ExtraArgs = []string{"--speedup", "10", "--block-size", "32"}
 		}, Path: "/usr/local/bin/strata", Args: with("--role", "both", "--speedup", "10", "--block-size", "32")},
+		{Name: "the node's KVBM", Edit: func(s *engine.Spec) { s.KVBMSocket = "/var/lib/strata/kvbm/kvbm.sock" }, Path: "strata",
+			Args: with("--role", "both", "--kvbm-socket", "/var/lib/strata/kvbm/kvbm.sock", "--kvbm-worker-id", baseSpec().WorkerID)},
 		{Name: "tokenizer directory", Edit: func(s *engine.Spec) { s.Tokenizer = "/models/qwen3" }, Path: "strata",
 			Args: append(append(append([]string(nil), head[:9]...), "--tokenizer", "/models/qwen3"), append(head[9:], "--role", "both")...)},
 	})
