@@ -334,3 +334,38 @@ func TestOpenAIToolCalls(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenAIEmbeddings: vectors of unit length, equal for equal inputs,
+// shortened by dimensions; bad input is a 400.
+func TestOpenAIEmbeddings(t *testing.T) {
+	s := sim.TestSim(t, nil)
+	c := client(s)
+	res, err := c.Embeddings.New(ctx(t), openai.EmbeddingNewParams{Model: "sim-model",
+		Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"hello", "world", "hello"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Data) != 3 || len(res.Data[0].Embedding) != 384 || res.Usage.PromptTokens == 0 {
+		t.Fatalf("embeddings: %d, dims %d, usage %+v", len(res.Data), len(res.Data[0].Embedding), res.Usage)
+	}
+	var norm float64
+	for i, x := range res.Data[0].Embedding {
+		norm += x * x
+		if x != res.Data[2].Embedding[i] {
+			t.Fatal("equal inputs embedded differently")
+		}
+	}
+	if norm < 0.999 || norm > 1.001 || res.Data[0].Embedding[0] == res.Data[1].Embedding[0] {
+		t.Fatalf("norm %v", norm)
+	}
+	short, err := c.Embeddings.New(ctx(t), openai.EmbeddingNewParams{Model: "sim-model", Dimensions: openai.Int(64),
+		Input: openai.EmbeddingNewParamsInputUnion{OfString: openai.String("hello")}})
+	if err != nil || len(short.Data[0].Embedding) != 64 {
+		t.Fatalf("dimensions 64: %v", err)
+	}
+	_, err = c.Embeddings.New(ctx(t), openai.EmbeddingNewParams{Model: "sim-model", Input: openai.EmbeddingNewParamsInputUnion{OfString: openai.String("")}})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 {
+		t.Fatalf("empty input: %v", err)
+	}
+}

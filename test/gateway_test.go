@@ -121,6 +121,13 @@ func TestGatewayWithOpenAIClient(t *testing.T) {
 		t.Fatalf("streamed tool calls %+v, %v", acc.Choices, err)
 	}
 
+	// Embeddings go to the model's workers.
+	emb, err := cl.Embeddings.New(ctx, openai.EmbeddingNewParams{Model: "strata-sim",
+		Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"a", "b"}}})
+	if err != nil || len(emb.Data) != 2 || len(emb.Data[1].Embedding) == 0 {
+		t.Fatalf("embeddings %+v, %v", emb, err)
+	}
+
 	// An engine error comes back in OpenAI's envelope.
 	_, err = cl.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "strata-sim", Messages: chat.Messages, N: openai.Int(3)})
 	var apiErr *openai.Error
