@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -23,20 +22,13 @@ import (
 	"github.com/strata-llm/strata/tokenizer/bytelevel"
 )
 
-const opsToken = "test-ops-token"
+const opsToken = string(TestOpsToken)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testutil.KillStrayProcesses()
 	testutil.CleanupBinary()
 	os.Exit(code)
-}
-
-func testLogger() *slog.Logger {
-	if os.Getenv("STRATA_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
 }
 
 // cluster is three in-process brains whose placement uses a random port
@@ -79,37 +71,12 @@ func startAgent(t *testing.T, servers []*brain.Server, dataDir string) (*Agent, 
 
 func startAgentWith(t *testing.T, servers []*brain.Server, dataDir string, cb func(*Config)) (*Agent, func()) {
 	t.Helper()
-	cfg := Config{
-		NodeID: "node-a", DataDir: dataDir, Brains: addrs(servers), ClusterToken: brain.TestClusterToken,
-		HTTPAddr: "127.0.0.1:0", OpsToken: opsToken, FakeGPUs: 4, EngineHost: "127.0.0.1",
-		SimExecutable: testutil.StrataBinary(t), MetricsInterval: 50 * time.Millisecond,
-		CanaryIdle: time.Hour, StopGrace: 5 * time.Second, RestartBackoff: 50 * time.Millisecond,
-		Logger: testLogger(),
-	}
-	if cb != nil {
-		cb(&cfg)
-	}
-	a, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := a.Run(ctx); err != nil {
-			t.Error(err)
+	return TestAgent(t, addrs(servers), brain.TestClusterToken, func(c *Config) {
+		c.DataDir = dataDir
+		if cb != nil {
+			cb(c)
 		}
-	}()
-	stop := func() { cancel(); <-done }
-	// Whatever happens in the test, no engine outlives it.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		a.Shutdown(ctx)
-		stop()
 	})
-	return a, stop
 }
 
 func deploySim(t *testing.T, s *brain.Server, replicas uint32, args ...string) {
@@ -353,6 +320,8 @@ func TestOpsAPIAuthAndErrors(t *testing.T) {
 		{"restart unknown", http.MethodPost, "/v1/workers/nope/restart", opsToken, http.StatusNotFound},
 		{"wrong method", http.MethodDelete, "/v1/workers", opsToken, http.StatusMethodNotAllowed},
 		{"no such path", http.MethodGet, "/v2/x", opsToken, http.StatusNotFound},
+		{"kv needs the token", http.MethodGet, "/v1/kv", "", http.StatusUnauthorized},
+		{"kv without tiers", http.MethodGet, "/v1/kv", opsToken, http.StatusOK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

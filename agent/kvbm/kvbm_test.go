@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +24,8 @@ import (
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
 	"github.com/strata-llm/strata/test/testutil"
 	"github.com/strata-llm/strata/tiers"
+	"github.com/strata-llm/strata/tiers/azure"
+	"github.com/strata-llm/strata/tiers/s3"
 	"github.com/strata-llm/strata/tiers/storetest"
 )
 
@@ -697,5 +700,23 @@ func TestAgentRestart(t *testing.T) {
 	// Reopening reported the disk blocks to the worker again.
 	if h := ws.held("w1"); len(h[stratav1.Medium_MEDIUM_DISK]) != 2 {
 		t.Fatalf("worker holds %v after the reopen", h)
+	}
+}
+
+// TestTierConfigLogsNoSecret: the tiers' config as the agent logs it
+// names the remote tier but none of its secrets.
+func TestTierConfigLogsNoSecret(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	log.Info("tiers", "s3", kvbm.TierConfig{CPUBytes: 1, S3: &s3.Config{Endpoint: "minio:9000", Bucket: "kv", AccessKeyID: "AKIDSECRET", SecretAccessKey: "s3cr3t-key", SessionToken: "sess-token"}})
+	log.Info("tiers", "azure", kvbm.TierConfig{CPUBytes: 1, Azure: &azure.Config{Container: "kv", AccountName: "acct", AccountKey: "azure-key", SASToken: "sig=abc", ConnectionString: "AccountKey=conn-key"}})
+	out := buf.String()
+	for _, secret := range []string{"s3cr3t-key", "sess-token", "azure-key", "sig=abc", "conn-key"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("log carries %q: %s", secret, out)
+		}
+	}
+	if !strings.Contains(out, "minio:9000") || !strings.Contains(out, "acct") {
+		t.Fatalf("log does not describe the remote tiers: %s", out)
 	}
 }

@@ -141,12 +141,8 @@ func (v *service) LookupKVBlocks(ctx context.Context, req *stratav1.LookupKVBloc
 		}
 		v.s.h.Pin(local, ttl)
 	}
-	out := &stratav1.LookupKVBlocksResponse{Media: make([]stratav1.Medium, len(media)), PrefixBlocks: uint32(n)}
-	for i, m := range media {
-		out.Media[i] = stratav1.Medium(m)
-	}
 	v.s.m.blocks("lookup", "found", n)
-	return out, nil
+	return &stratav1.LookupKVBlocksResponse{Media: protoMedia(media), PrefixBlocks: uint32(n)}, nil
 }
 
 func prefixLen(media []tiers.Medium) int {
@@ -324,12 +320,16 @@ func (v *service) PinKVBlocks(_ context.Context, req *stratav1.PinKVBlocksReques
 	if err != nil {
 		return nil, err
 	}
-	media := v.s.h.Pin(keys, ttl)
-	out := &stratav1.PinKVBlocksResponse{Media: make([]stratav1.Medium, len(media))}
+	return &stratav1.PinKVBlocksResponse{Media: protoMedia(v.s.h.Pin(keys, ttl))}, nil
+}
+
+// protoMedia converts tier media to the protocol's (the values are equal).
+func protoMedia(media []tiers.Medium) []stratav1.Medium {
+	out := make([]stratav1.Medium, len(media))
 	for i, m := range media {
-		out.Media[i] = stratav1.Medium(m)
+		out[i] = stratav1.Medium(m)
 	}
-	return out, nil
+	return out
 }
 
 // blockStatus is a block's status for a tiers error.

@@ -40,8 +40,6 @@ type Config struct {
 	// 1024); beyond it evicted blocks are dropped, as a real connector
 	// drops what it has no room to copy.
 	OffloadQueue int
-	// PinTTL pins a prompt's blocks between lookup and read (default 30 s).
-	PinTTL time.Duration
 	// Timeout bounds one load (default 30 s).
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -50,7 +48,7 @@ type Config struct {
 // Stats counts what the connector did.
 type Stats struct {
 	Offloaded, OffloadBytes, OffloadDropped, OffloadFailed int64
-	Lookups, Onboarded, OnboardBytes, Corrupt, LoadFailed  int64
+	Loads, Onboarded, OnboardBytes, Corrupt, LoadFailed    int64
 }
 
 // Connector is one engine's connector. Offload and Load are safe for
@@ -65,7 +63,7 @@ type Connector struct {
 	scope atomic.Pointer[client.Scope]
 
 	offloaded, offloadBytes, offloadDropped, offloadFailed atomic.Int64
-	lookups, onboarded, onboardBytes, corrupt, loadFailed  atomic.Int64
+	loads, onboarded, onboardBytes, corrupt, loadFailed    atomic.Int64
 }
 
 // New checks cfg and dials (lazily); Run opens the scope and offloads.
@@ -78,9 +76,6 @@ func New(cfg Config) (*Connector, error) {
 	}
 	if cfg.OffloadQueue <= 0 {
 		cfg.OffloadQueue = 1024
-	}
-	if cfg.PinTTL <= 0 {
-		cfg.PinTTL = 30 * time.Second
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -190,35 +185,25 @@ func (c *Connector) Offload(hashes []uint64) {
 	}
 }
 
-// Load onboards the leading run of hashes the tiers hold: it looks them
-// up (pinning what it finds), reads them, checks every block's bytes, and
-// returns how many leading blocks it read and their bytes. A failure is a
-// shorter run (possibly none), never an error: the engine computes the
-// rest.
+// Load onboards the leading run of hashes the tiers hold: it reads them
+// with a prefix get (which stops at the first block no tier has), checks
+// every block's bytes, and returns how many leading blocks it read and
+// their bytes. It reads at once, so it needs no lookup and no pin (a
+// connector that looks up in one place and reads in another, as vLLM's
+// scheduler and workers do, pins in the lookup). A failure is a shorter
+// run (possibly none), never an error: the engine computes the rest.
 func (c *Connector) Load(ctx context.Context, hashes []uint64) (blocks int, bytes int64) {
 	s := c.scope.Load()
 	if s == nil || len(hashes) == 0 {
 		return 0, 0
 	}
-	if max := int(s.Limits().GetMaxBatchBlocks()); len(hashes) > max {
-		hashes = hashes[:max]
+	if limit := int(s.Limits().GetMaxBatchBlocks()); len(hashes) > limit {
+		hashes = hashes[:limit]
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	c.lookups.Add(1)
-	pin := uint32(min(c.cfg.PinTTL.Milliseconds(), int64(s.Limits().GetMaxPinTtlMs())))
-	res, err := s.Lookup(ctx, hashes, true, pin)
-	if err != nil {
-		c.loadFailed.Add(1)
-		c.log.Warn("kv connector: lookup failed", "err", err)
-		return 0, 0
-	}
-	n := int(res.GetPrefixBlocks())
-	if n == 0 {
-		return 0, 0
-	}
-	want := hashes[:n]
-	err = s.Get(ctx, want, true, func(g client.Got) error {
+	c.loads.Add(1)
+	err := s.Get(ctx, hashes, true, func(g client.Got) error {
 		if g.Status != stratav1.KVBlockStatus_KV_BLOCK_STATUS_OK || g.Index != blocks {
 			return errStop
 		}
@@ -233,11 +218,7 @@ func (c *Connector) Load(ctx context.Context, hashes []uint64) (blocks int, byte
 	})
 	if err != nil && !errors.Is(err, errStop) {
 		c.loadFailed.Add(1)
-		c.log.Warn("kv connector: onboard failed", "read", blocks, "of", n, "err", err)
-	}
-	// Read (or given up on): the tiers may evict them again.
-	if _, err := s.Pin(ctx, want, 0); err != nil {
-		c.log.Debug("kv connector: unpin", "err", err)
+		c.log.Warn("kv connector: onboard failed", "read", blocks, "of", len(hashes), "err", err)
 	}
 	c.onboarded.Add(int64(blocks))
 	c.onboardBytes.Add(bytes)
@@ -250,7 +231,7 @@ var errStop = errors.New("stop at this block")
 func (c *Connector) Stats() Stats {
 	return Stats{
 		Offloaded: c.offloaded.Load(), OffloadBytes: c.offloadBytes.Load(), OffloadDropped: c.offloadDropped.Load(), OffloadFailed: c.offloadFailed.Load(),
-		Lookups: c.lookups.Load(), Onboarded: c.onboarded.Load(), OnboardBytes: c.onboardBytes.Load(), Corrupt: c.corrupt.Load(), LoadFailed: c.loadFailed.Load(),
+		Loads: c.loads.Load(), Onboarded: c.onboarded.Load(), OnboardBytes: c.onboardBytes.Load(), Corrupt: c.corrupt.Load(), LoadFailed: c.loadFailed.Load(),
 	}
 }
 
