@@ -57,6 +57,9 @@ type Config struct {
 	Inventory inventory.Source
 	// EngineHost is the address engines bind ("" = all interfaces).
 	EngineHost string
+	// EnginePortBase, when set, is the first port the brain gives this
+	// node's engines (the inventory reports it; 0: the brain's default).
+	EnginePortBase int
 	// SimExecutable is the strata binary `sim` engines run (default: this
 	// process's own executable).
 	SimExecutable string
@@ -89,6 +92,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.OpsToken == "" {
 		errs = append(errs, errors.New("an ops token is required: the ops API can restart engines"))
+	}
+	if c.EnginePortBase < 0 || c.EnginePortBase > 65000 {
+		errs = append(errs, fmt.Errorf("engine port base %d: want 1-65000, or 0 for the brain's", c.EnginePortBase))
 	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
@@ -208,6 +214,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
+	inv.EnginePortBase = uint32(a.cfg.EnginePortBase)
 	a.mu.Lock()
 	a.node = inv
 	a.runCtx = ctx

@@ -110,25 +110,3 @@ const (
 	TestKVBlockBytes = TestKVBlockSize * 1024
 	TestKVGBps       = 0.25
 )
-
-// TestHoldFirstPorts deploys "port-holder", one sim worker that exits at
-// once, before binding anything (its flags are invalid), for tests that run two agents — two
-// nodes — on one host. Placement gives the same ports on every node (the
-// first worker of each node gets the first ports), and engines bind their
-// KV event sockets on every interface (vLLM's tcp://*:port, which the sim
-// copies), so the first worker of each node would collide. With both nodes
-// registered with 2 GPUs each, the holder lands on the node with the
-// smallest id (a tie on free GPUs) in its first slot and binds nothing;
-// the two replicas of a deployment applied next go to that node's second
-// slot and to the other node's first: different ports. The holder's port
-// is still the other node's engine's: its health check can be answered
-// by that engine and make it look routable, so select the deployment's
-// workers by model.
-func TestHoldFirstPorts(ctx context.Context, admin stratav1.AdminServiceClient) error {
-	_, err := admin.ApplyDeployment(ctx, &stratav1.ApplyDeploymentRequest{Spec: &stratav1.DeploymentSpec{
-		Name: "port-holder", Model: "sim-model", Engine: "sim", EngineArgs: []string{"--kv-events-encoding", "invalid"},
-		Pools: []*stratav1.Pool{{Role: stratav1.WorkerRole_WORKER_ROLE_BOTH, TensorParallelSize: 1,
-			Replicas: &stratav1.Replicas{Min: 1, Max: 1, Initial: 1}}},
-	}})
-	return err
-}

@@ -79,6 +79,7 @@ YAML file named by --config.`,
 	f.StringVar(&cfg.TLS.Key, "tls-key", "", "PEM key of --tls-cert")
 	f.IntVar(&cfg.FakeGPUs, "fake-gpus", 0, "simulate this many GPUs (with NVLink groups of 8) instead of asking NVML")
 	f.StringVar(&cfg.EngineHost, "engine-host", "", "address engines bind (default: all interfaces)")
+	f.IntVar(&cfg.EnginePortBase, "engine-port-base", 0, "first port of this node's engines (default: the brain's --worker-port-base)")
 	f.DurationVar(&cfg.CanaryIdle, "canary-idle", 30*time.Second, "send a canary to an engine without traffic for this long")
 	f.DurationVar(&cfg.CanaryTimeout, "canary-timeout", 10*time.Second, "a canary slower than this fails")
 	f.DurationVar(&cfg.StopGrace, "stop-grace", 30*time.Second, "time an engine gets to drain and exit before SIGKILL")

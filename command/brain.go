@@ -62,6 +62,7 @@ the file.`,
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:7002", "address of /healthz, /status and /metrics (empty: off)")
 	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "form a new cluster with this replica if its data dir is empty")
 	f.StringSliceVar(&cfg.Join, "join", nil, "gRPC addresses of running brains to join through (comma-separated)")
+	f.IntVar(&cfg.WorkerPortBase, "worker-port-base", 20000, "first port placement gives engines on a node (a node's agent may name its own, --engine-port-base)")
 	f.StringVar(&token, "cluster-token", "", "shared secret every Strata process presents (prefer STRATA_CLUSTER_TOKEN)")
 	f.StringVar(&cfg.TLS.Cert, "tls-cert", "", "PEM certificate for gRPC and Raft (enables TLS)")
 	f.StringVar(&cfg.TLS.Key, "tls-key", "", "PEM key of --tls-cert")

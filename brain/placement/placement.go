@@ -87,7 +87,8 @@ type Input struct {
 	// wins.
 	Decisions []*stratav1.PlannerDecision
 	// PortBase replaces the default first worker port (tests running many
-	// clusters on one host use it); 0 means PortBase.
+	// clusters on one host use it); 0 means PortBase. A node whose
+	// inventory names its own engine port base uses that.
 	PortBase int
 }
 
@@ -158,7 +159,7 @@ func newState(in Input) *state {
 	}
 	for _, pn := range sortedBy(in.Nodes, (*stratav1.Node).GetId) {
 		n := newNode(pn, len(s.nodes))
-		n.portBase = cmp.Or(in.PortBase, PortBase)
+		n.portBase = cmp.Or(int(pn.GetInventory().GetEnginePortBase()), in.PortBase, PortBase)
 		s.nodes = append(s.nodes, n)
 		s.byID[n.id] = n
 		if n.eligible {

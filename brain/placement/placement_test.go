@@ -1075,3 +1075,18 @@ func BenchmarkCompute(b *testing.B) {
 	b.ReportMetric(float64(gpus), "gpus")
 	b.ReportMetric(float64(len(p.Add)), "workers")
 }
+
+// TestNodePortBase: a node whose inventory names its engine port base gets
+// its workers' ports from there; the others from the cluster's.
+func TestNodePortBase(t *testing.T) {
+	b := gpuNode("b", 1)
+	b.Inventory.EnginePortBase = 30000
+	p := Compute(Input{Nodes: []*stratav1.Node{gpuNode("a", 1), b}, Deployments: []*stratav1.Deployment{dep("d", 1, pool(both, 1, 2, 2, 2))}})
+	got := map[string]uint32{}
+	for _, w := range p.Add {
+		got[w.GetNodeId()] = w.GetPort()
+	}
+	if got["a"] != PortBase || got["b"] != 30000 {
+		t.Fatalf("ports %v, want a on %d and b on 30000", got, PortBase)
+	}
+}

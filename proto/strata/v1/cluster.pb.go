@@ -408,14 +408,19 @@ func (x *Disk) GetFreeBytes() uint64 {
 
 // Inventory is what a node has, reported by its agent at registration.
 type Inventory struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hostname      string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Gpus          []*GPU                 `protobuf:"bytes,2,rep,name=gpus,proto3" json:"gpus,omitempty"`
-	CpuCores      uint32                 `protobuf:"varint,3,opt,name=cpu_cores,json=cpuCores,proto3" json:"cpu_cores,omitempty"`
-	MemoryBytes   uint64                 `protobuf:"varint,4,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	Disks         []*Disk                `protobuf:"bytes,5,rep,name=disks,proto3" json:"disks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Hostname    string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Gpus        []*GPU                 `protobuf:"bytes,2,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	CpuCores    uint32                 `protobuf:"varint,3,opt,name=cpu_cores,json=cpuCores,proto3" json:"cpu_cores,omitempty"`
+	MemoryBytes uint64                 `protobuf:"varint,4,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Disks       []*Disk                `protobuf:"bytes,5,rep,name=disks,proto3" json:"disks,omitempty"`
+	// The first port placement gives this node's engines (each takes a
+	// stride of ports from there); 0: the brain's --worker-port-base. Set it
+	// where other services hold the default range, or when several nodes
+	// share a host (tests).
+	EnginePortBase uint32 `protobuf:"varint,6,opt,name=engine_port_base,json=enginePortBase,proto3" json:"engine_port_base,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Inventory) Reset() {
@@ -481,6 +486,13 @@ func (x *Inventory) GetDisks() []*Disk {
 		return x.Disks
 	}
 	return nil
+}
+
+func (x *Inventory) GetEnginePortBase() uint32 {
+	if x != nil {
+		return x.EnginePortBase
+	}
+	return 0
 }
 
 // Node is one GPU host running `strata agent`.
@@ -1351,13 +1363,14 @@ const file_strata_v1_cluster_proto_rawDesc = "" +
 	"\vtotal_bytes\x18\x02 \x01(\x04R\n" +
 	"totalBytes\x12\x1d\n" +
 	"\n" +
-	"free_bytes\x18\x03 \x01(\x04R\tfreeBytes\"\xb2\x01\n" +
+	"free_bytes\x18\x03 \x01(\x04R\tfreeBytes\"\xdc\x01\n" +
 	"\tInventory\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\"\n" +
 	"\x04gpus\x18\x02 \x03(\v2\x0e.strata.v1.GPUR\x04gpus\x12\x1b\n" +
 	"\tcpu_cores\x18\x03 \x01(\rR\bcpuCores\x12!\n" +
 	"\fmemory_bytes\x18\x04 \x01(\x04R\vmemoryBytes\x12%\n" +
-	"\x05disks\x18\x05 \x03(\v2\x0f.strata.v1.DiskR\x05disks\"\x89\x03\n" +
+	"\x05disks\x18\x05 \x03(\v2\x0f.strata.v1.DiskR\x05disks\x12(\n" +
+	"\x10engine_port_base\x18\x06 \x01(\rR\x0eenginePortBase\"\x89\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x122\n" +
