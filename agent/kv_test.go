@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -44,52 +42,12 @@ type streamed struct {
 	prompt, cached int
 }
 
-// streamComplete sends a streamed completion and times its first token.
+// streamComplete sends a streamed completion to model tiny and times its
+// first token.
 func streamComplete(t *testing.T, endpoint, prompt string) streamed {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{
-		"model": "tiny", "prompt": prompt, "max_tokens": 2, "stream": true,
-		"stream_options": map[string]any{"include_usage": true},
-	})
-	start := time.Now()
-	res, err := http.Post("http://"+endpoint+"/v1/completions", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = res.Body.Close() }()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("completion: HTTP %d", res.StatusCode)
-	}
-	var out streamed
-	sc := bufio.NewScanner(res.Body)
-	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok || data == "[DONE]" {
-			continue
-		}
-		var chunk struct {
-			Choices []json.RawMessage
-			Usage   *struct {
-				PromptTokens        int `json:"prompt_tokens"`
-				PromptTokensDetails struct {
-					CachedTokens int `json:"cached_tokens"`
-				} `json:"prompt_tokens_details"`
-			}
-		}
-		if err := json.Unmarshal([]byte(data), &chunk); err != nil {
-			t.Fatalf("chunk %q: %v", data, err)
-		}
-		if len(chunk.Choices) > 0 && out.ttft == 0 {
-			out.ttft = time.Since(start)
-		}
-		if u := chunk.Usage; u != nil {
-			out.prompt, out.cached = u.PromptTokens, u.PromptTokensDetails.CachedTokens
-		}
-	}
-	if err := sc.Err(); err != nil || out.ttft == 0 || out.prompt == 0 {
-		t.Fatalf("stream: %v, %+v", err, out)
-	}
-	return out
+	s := testutil.StreamCompletion(t, endpoint, map[string]any{"model": "tiny", "prompt": prompt, "max_tokens": 2})
+	return streamed{ttft: s.TTFT, prompt: s.PromptTokens, cached: s.CachedTokens}
 }
 
 func kvView(t *testing.T, a *Agent) kvbm.View {

@@ -318,10 +318,16 @@ func TestGatewayMigratesMidStream(t *testing.T) {
 	}
 }
 
-// metricValue scrapes one sample of the gateway's /metrics.
+// metricValue scrapes one sample of the cluster gateway's /metrics.
 func metricValue(t *testing.T, c *dev.Cluster, series string) float64 {
 	t.Helper()
-	res, err := http.Get("http://" + c.Gateway.Addr() + "/metrics")
+	return scrape(t, c.Gateway.Addr(), series)
+}
+
+// scrape reads one sample of the /metrics at addr.
+func scrape(t *testing.T, addr, series string) float64 {
+	t.Helper()
+	res, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
