@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/strata-llm/strata/auth"
 	"gopkg.in/yaml.v3"
 )
 
@@ -103,4 +105,14 @@ func readConfigFile(flags *pflag.FlagSet, path string) (map[string]string, error
 		}
 	}
 	return out, nil
+}
+
+// brainClientFlags adds the flags of a process that calls the brains: the
+// replicas' addresses, the cluster token and client TLS.
+func brainClientFlags(f *pflag.FlagSet, brains *[]string, token *string, tls *auth.TLSFiles) {
+	f.StringSliceVar(brains, "brain", []string{"127.0.0.1:7001"}, "gRPC addresses of the brain replicas (comma-separated)")
+	f.StringVar(token, "cluster-token", "", "the cluster's shared secret (prefer STRATA_CLUSTER_TOKEN)")
+	f.StringVar(&tls.CA, "tls-ca", "", "PEM CA to verify the brains with (enables TLS)")
+	f.StringVar(&tls.Cert, "tls-cert", "", "PEM client certificate, for brains that require mutual TLS")
+	f.StringVar(&tls.Key, "tls-key", "", "PEM key of --tls-cert")
 }

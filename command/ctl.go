@@ -53,11 +53,7 @@ the shell history and the process list.`,
 		},
 	}
 	f := cmd.PersistentFlags()
-	f.StringSliceVar(&o.brains, "brain", []string{"127.0.0.1:7001"}, "gRPC addresses of the brain replicas (comma-separated)")
-	f.StringVar(&o.token, "cluster-token", "", "the cluster's shared secret (prefer STRATA_CLUSTER_TOKEN)")
-	f.StringVar(&o.tls.CA, "tls-ca", "", "PEM CA to verify the brains with (enables TLS)")
-	f.StringVar(&o.tls.Cert, "tls-cert", "", "PEM client certificate, for brains that require mutual TLS")
-	f.StringVar(&o.tls.Key, "tls-key", "", "PEM key of --tls-cert")
+	brainClientFlags(f, &o.brains, &o.token, &o.tls)
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long each call to the brain may take")
 	cmd.AddCommand(
 		newCtlStatusCommand(o),
