@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/strata-llm/strata/bench/client"
@@ -43,7 +45,10 @@ type Config struct {
 	// Model is the first the endpoint lists (GET /v1/models) when empty.
 	Model string
 	// APIKey is sent as a bearer token; it is never written to the result.
-	APIKey   string
+	APIKey string
+	// Header is sent with every request: X-Strata-Routing names Strata's
+	// routing policy. The result records it, credentials redacted.
+	Header   http.Header
 	Workload workload.Spec
 
 	// RequestRate is requests per second; 0 or +Inf sends everything at
@@ -208,6 +213,7 @@ func (cfg *Config) proto(w *workload.Workload) *stratav1.BenchConfig {
 			TtftMs: ms(cfg.SLO.TTFT), TpotMs: ms(cfg.SLO.TPOT), E2ELatencyMs: ms(cfg.SLO.E2E),
 		},
 		BoundBlockSize: uint32(cfg.BoundBlockSize), BoundCapacityBlocks: uint64(cfg.BoundCapacityBlocks),
+		Headers: recordedHeaders(cfg.Header),
 	}
 	if !math.IsInf(cfg.RequestRate, 0) {
 		p.Arrival.RequestRate = cfg.RequestRate
@@ -241,6 +247,38 @@ func (cfg *Config) proto(w *workload.Workload) *stratav1.BenchConfig {
 		}}
 	}
 	return p
+}
+
+// recordedHeaders is h as the result records it: one value per name (the
+// values joined by ", ", as HTTP allows), credentials redacted.
+func recordedHeaders(h http.Header) map[string]string {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(h))
+	for name, vals := range h {
+		v := strings.Join(vals, ", ")
+		if CredentialHeader(name) {
+			v = "REDACTED"
+		}
+		out[name] = v
+	}
+	return out
+}
+
+// CredentialHeader says whether a header's value may be a secret, and is
+// kept out of results and recorded command lines.
+func CredentialHeader(name string) bool {
+	n := strings.ToLower(name)
+	if n == "authorization" || n == "proxy-authorization" || n == "cookie" {
+		return true
+	}
+	for _, s := range []string{"key", "token", "secret", "password"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -51,7 +51,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if conns == 0 {
 		conns = min(len(w.Items), 4096)
 	}
-	c, err := client.New(client.Config{BaseURL: cfg.URL, APIKey: cfg.APIKey, MaxConns: conns})
+	c, err := client.New(client.Config{BaseURL: cfg.URL, APIKey: cfg.APIKey, Header: cfg.Header, MaxConns: conns})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
@@ -273,12 +273,21 @@ func (r *runner) send(ctx context.Context, i int) {
 			}
 		}
 		defer func() { <-r.slots }()
+		// The run may have ended while this request queued for a slot.
+		if r.pastDuration() {
+			return
+		}
 	}
 	if req == nil {
 		req, nominal = r.build(it)
 	}
 	r.trackMu.Lock()
-	tracked := r.tracker.Start(nominal)
+	var tracked *reuse.Request
+	if rec.Warmup {
+		tracked = r.tracker.StartWarmup(nominal)
+	} else {
+		tracked = r.tracker.Start(nominal)
+	}
 	r.trackMu.Unlock()
 
 	rec.Sent = true

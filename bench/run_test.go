@@ -220,7 +220,11 @@ func TestRunPerWorkerAndConcurrencyCap(t *testing.T) {
 	cfg := config(gateway(t, simURL(t), simURL(t)), workload.Spec{Kind: workload.KindSynthetic, Synthetic: workload.Synthetic{InputLen: 256, OutputLen: 64}}, 40)
 	cfg.RequestRate = 0 // all at once
 	cfg.MaxConcurrency = 3
+	cfg.Header = http.Header{"X-Strata-Routing": {"round-robin"}, "X-Api-Key": {"sk-secret"}}
 	res := run(t, cfg)
+	if h := res.Config.Headers; len(h) != 2 || h["X-Strata-Routing"] != "round-robin" || h["X-Api-Key"] != "REDACTED" {
+		t.Fatalf("recorded headers %v", h)
+	}
 	if res.RequestsSucceeded != 40 {
 		t.Fatalf("%d succeeded: %v", res.RequestsSucceeded, res.ErrorExamples)
 	}
@@ -256,8 +260,33 @@ func TestRunWarmupDurationAndRate(t *testing.T) {
 	if res.RequestsFailed != 0 || res.ScheduleLagMs.Count != res.RequestsSent {
 		t.Fatalf("%d failed, %d lag samples for %d sent", res.RequestsFailed, res.ScheduleLagMs.Count, res.RequestsSent)
 	}
+	// The bounds cover the measured requests, as the cached fraction does.
+	if res.ReuseBounds.PromptTokens != res.PromptTokens {
+		t.Fatalf("bounds over %d prompt tokens, the measured requests had %d", res.ReuseBounds.PromptTokens, res.PromptTokens)
+	}
 	if res.Config.Arrival.Process != "poisson" || res.Config.DurationSeconds != 0.5 {
 		t.Fatalf("config %v", res.Config)
+	}
+}
+
+// A burst under a concurrency cap stops at the duration: the requests
+// still queued for a slot then are not sent (they once were, one by one,
+// long after the end).
+func TestRunDurationEndsQueuedBurst(t *testing.T) {
+	url := sim.TestSim(t, func(o *sim.Options) { o.Engine.Speedup = 1 }).URL() + "/v1"
+	cfg := config(url, workload.Spec{Kind: workload.KindSynthetic, Synthetic: workload.Synthetic{InputLen: 64, OutputLen: 4}}, 5000)
+	cfg.RequestRate = 0
+	cfg.MaxConcurrency = 2
+	cfg.Duration = 300 * time.Millisecond
+	cfg.SaveRequests = false
+	res := run(t, cfg)
+	// Each request takes the modelled ~40 ms: two at a time for 0.3 s
+	// send about 15.
+	if res.RequestsSent == 0 || res.RequestsSent > 100 || res.RequestsNotSent != 5000-res.RequestsSent || res.RequestsFailed != 0 {
+		t.Fatalf("sent %d, not sent %d, failed %d", res.RequestsSent, res.RequestsNotSent, res.RequestsFailed)
+	}
+	if res.WallSeconds > 5 {
+		t.Fatalf("the run took %.1f s past its 0.3 s duration", res.WallSeconds)
 	}
 }
 

@@ -129,12 +129,16 @@ type Config struct {
 	// MaxBodyBytes bounds a whole (non-streamed) answer or an error body
 	// (0: 64 MiB).
 	MaxBodyBytes int64
+	// Header is sent with every request (e.g. X-Strata-Routing to choose
+	// Strata's routing policy); the client's own headers win.
+	Header http.Header
 }
 
 // Client sends benchmark requests; it is safe for concurrent use.
 type Client struct {
 	base    string
 	auth    string
+	header  http.Header
 	http    *http.Client
 	maxBody int64
 }
@@ -165,7 +169,7 @@ func New(cfg Config) (*Client, error) {
 		WriteBufferSize:    64 << 10,
 		ReadBufferSize:     64 << 10,
 	}
-	c := &Client{base: base, http: &http.Client{Transport: tr}, maxBody: maxBody}
+	c := &Client{base: base, header: cfg.Header.Clone(), http: &http.Client{Transport: tr}, maxBody: maxBody}
 	if cfg.APIKey != "" {
 		c.auth = "Bearer " + cfg.APIKey
 	}
@@ -183,6 +187,9 @@ func (c *Client) Do(ctx context.Context, req *Request, resp *Response) error {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+req.Endpoint.path(), bytes.NewReader(body))
 	if err != nil {
 		return &Error{Kind: KindConnect, Msg: "build request", Err: err}
+	}
+	for k, v := range c.header {
+		hreq.Header[k] = v
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	if req.Stream {

@@ -96,6 +96,33 @@ func TestWholeCompletion(t *testing.T) {
 	}
 }
 
+// Config.Header goes with every request, and cannot replace the headers
+// the client sets itself.
+func TestExtraHeaders(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Strata-Routing") != "round-robin" || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "headers "+r.Header.Get("X-Strata-Routing")+" "+r.Header.Get("Content-Type"), http.StatusTeapot)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"choices":[{"text":"a","finish_reason":"length"}]}`)
+	}))
+	t.Cleanup(srv.Close)
+	h := http.Header{}
+	h.Set("X-Strata-Routing", "round-robin")
+	h.Set("Content-Type", "text/plain")
+	c, err := client.New(client.Config{BaseURL: srv.URL + "/v1", Header: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	h.Set("X-Strata-Routing", "kv") // the client keeps its own copy
+	var resp client.Response
+	if err := c.Do(context.Background(), &client.Request{Endpoint: client.Completions, Model: "m", Tokens: []uint32{5}, MaxTokens: 1}, &resp); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

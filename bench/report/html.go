@@ -112,6 +112,9 @@ func configRows(c *stratav1.BenchConfig) []row {
 		row{"Max concurrency", fmt.Sprintf("%d", c.GetMaxConcurrency())},
 		row{"Prompts", c.GetPromptFormat() + ", tokenizer " + c.GetTokenizer()},
 	)
+	for _, name := range sortedKeys(c.GetHeaders()) {
+		rows = append(rows, row{"Header " + name, c.GetHeaders()[name]})
+	}
 	return rows
 }
 

@@ -57,6 +57,7 @@ var metrics = func() []metric {
 		{cache, "Cached-token fraction", (*Result).GetCachedTokenFraction, 3, +1},
 		{cache, "Infinite-cache bound", func(r *Result) float64 { return r.GetReuseBounds().GetInfiniteHitFraction() }, 3, 0},
 		{cache, "Pooled-cache (LRU) bound", func(r *Result) float64 { return r.GetReuseBounds().GetPooledHitFraction() }, 3, 0},
+		{cache, "Cached / pooled bound", cachedOfPooled, 3, +1},
 	}
 	m = append(m, latencyRows("Time to first token", "TTFT", (*Result).GetTtftMs)...)
 	m = append(m, latencyRows("Time per output token (excl. 1st token)", "TPOT", (*Result).GetTpotMs)...)
@@ -68,6 +69,16 @@ var metrics = func() []metric {
 		metric{sched, "Throttled by --max-concurrency", func(r *Result) float64 { return float64(r.GetRequestsThrottled()) }, 0, 0},
 	)
 }()
+
+// cachedOfPooled is the cached-token fraction as a share of what one
+// cache of the cluster's capacity would have hit: how close routing came
+// to the physical limit (0 when the bound is 0).
+func cachedOfPooled(r *Result) float64 {
+	if b := r.GetReuseBounds().GetPooledHitFraction(); b > 0 {
+		return r.GetCachedTokenFraction() / b
+	}
+	return 0
+}
 
 func (m metric) format(r *Result) string {
 	return formatNumber(m.value(r), m.decimals)

@@ -39,6 +39,7 @@ func result(scale time.Duration) *report.Result {
 		Url: "http://127.0.0.1:8000/v1", Endpoint: "completions", Model: "m", Workload: "prefix",
 		WorkloadParams: &stratav1.BenchConfig_Prefix{Prefix: &stratav1.BenchPrefixWorkload{NumPrefixes: 4, PrefixLen: 256, SuffixLen: 256, OutputLen: 3}},
 		Arrival:        &stratav1.BenchArrival{Process: "poisson", RequestRate: 20, Burstiness: 1},
+		Headers:        map[string]string{"X-Strata-Routing": "kv"},
 	}
 	res.ReuseBounds = &stratav1.BenchReuseBounds{InfiniteHitFraction: 0.6, PooledHitFraction: 0.55}
 	return res
@@ -120,7 +121,8 @@ func TestHTMLReport(t *testing.T) {
 		t.Errorf("ttft-time series %q", got)
 	}
 	page := b.String()
-	for _, want := range []string{"P99 TTFT (ms)", "Cached-token fraction", "0.500", "Pooled-cache (LRU) bound", "node-2/w1", "http_503", "prefix"} {
+	for _, want := range []string{"P99 TTFT (ms)", "Cached-token fraction", "0.500", "Pooled-cache (LRU) bound", "node-2/w1", "http_503", "prefix",
+		"Header X-Strata-Routing", "Cached / pooled bound"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -194,7 +196,9 @@ func TestSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := b.String()
-	for _, want := range []string{"Successful requests:", "59", "Failed requests:", "Mean TTFT (ms):", "http_503:", "Cached-token fraction:"} {
+	for _, want := range []string{"Successful requests:", "59", "Failed requests:", "Mean TTFT (ms):", "http_503:", "Cached-token fraction:",
+		// 0.500 cached of a 0.55 pooled bound.
+		"Cached / pooled bound:                       0.909"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}

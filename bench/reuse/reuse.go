@@ -78,9 +78,15 @@ type Request struct {
 // Start adds a request as it reaches the engine: its prompt's hits are
 // counted under both bounds, then its prompt blocks enter the caches, so
 // requests started later can hit them.
-func (t *Tracker) Start(prompt []uint32) *Request {
+func (t *Tracker) Start(prompt []uint32) *Request { return t.start(prompt, true) }
+
+// StartWarmup is Start for a request that is not measured (warm-up): its
+// prompt enters the caches, so later requests hit it, but it counts under
+// neither bound, as its cached tokens count in no measured fraction.
+func (t *Tracker) StartWarmup(prompt []uint32) *Request { return t.start(prompt, false) }
+
+func (t *Tracker) start(prompt []uint32, counted bool) *Request {
 	bs := t.b.BlockSize
-	t.b.PromptTokens += uint64(len(prompt))
 	r := &Request{blocks: t.hasher.Sequence(nil, prompt, bs, "", 0, false)}
 	r.tail = prompt[len(r.blocks)*bs:]
 	if len(prompt) == 0 {
@@ -99,8 +105,11 @@ func (t *Tracker) Start(prompt []uint32) *Request {
 	for pooled < len(r.blocks) && pooled < maxHit && t.lru.contains(r.blocks[pooled]) {
 		pooled++
 	}
-	t.b.InfiniteHitTokens += uint64(inf * bs)
-	t.b.PooledHitTokens += uint64(pooled * bs)
+	if counted {
+		t.b.PromptTokens += uint64(len(prompt))
+		t.b.InfiniteHitTokens += uint64(inf * bs)
+		t.b.PooledHitTokens += uint64(pooled * bs)
+	}
 	for _, h := range r.blocks {
 		t.seen[h] = struct{}{}
 		t.lru.touch(h)

@@ -54,6 +54,23 @@ func TestBoundsByHand(t *testing.T) {
 	}
 }
 
+// A warm-up request fills the caches without counting: the requests after
+// it hit its blocks, and the bounds cover only them.
+func TestWarmupFillsButDoesNotCount(t *testing.T) {
+	tr, err := reuse.NewTracker(2, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Finish(tr.StartWarmup([]uint32{1, 2, 3, 4, 5}), nil, 0)
+	if b := tr.Bounds(); b.PromptTokens != 0 || b.InfiniteHitTokens != 0 || b.PooledHitTokens != 0 {
+		t.Fatalf("warm-up counted: %+v", b)
+	}
+	tr.Observe([]uint32{1, 2, 3, 4, 9}, 0)
+	if b := tr.Bounds(); b.PromptTokens != 5 || b.InfiniteHitTokens != 4 || b.PooledHitTokens != 4 {
+		t.Fatalf("after the warm-up: %+v", b)
+	}
+}
+
 // The pooled bound never exceeds the infinite one, equals it when the
 // cache holds everything, and shrinks with the capacity.
 func TestBoundsOrdering(t *testing.T) {

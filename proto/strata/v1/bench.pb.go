@@ -458,8 +458,13 @@ type BenchConfig struct {
 	// Block size and capacity the reuse bounds assume.
 	BoundBlockSize      uint32 `protobuf:"varint,26,opt,name=bound_block_size,json=boundBlockSize,proto3" json:"bound_block_size,omitempty"`
 	BoundCapacityBlocks uint64 `protobuf:"varint,27,opt,name=bound_capacity_blocks,json=boundCapacityBlocks,proto3" json:"bound_capacity_blocks,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Extra headers sent with every request (`--header`), such as
+	// X-Strata-Routing, which names the gateway's routing policy. Values of
+	// credential headers (Authorization, Cookie, names with key, token or
+	// secret) are recorded as "REDACTED".
+	Headers       map[string]string `protobuf:"bytes,28,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BenchConfig) Reset() {
@@ -694,6 +699,13 @@ func (x *BenchConfig) GetBoundCapacityBlocks() uint64 {
 		return x.BoundCapacityBlocks
 	}
 	return 0
+}
+
+func (x *BenchConfig) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
 }
 
 type isBenchConfig_WorkloadParams interface {
@@ -1961,7 +1973,7 @@ const file_strata_v1_bench_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a@\n" +
 	"\x12ErrorExamplesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\t\n" +
 	"\vBenchConfig\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12\x14\n" +
@@ -1994,7 +2006,11 @@ const file_strata_v1_bench_proto_rawDesc = "" +
 	"\x17request_timeout_seconds\x18\x18 \x01(\x01R\x15requestTimeoutSeconds\x12%\n" +
 	"\x03slo\x18\x19 \x01(\v2\x13.strata.v1.BenchSLOR\x03slo\x12(\n" +
 	"\x10bound_block_size\x18\x1a \x01(\rR\x0eboundBlockSize\x122\n" +
-	"\x15bound_capacity_blocks\x18\x1b \x01(\x04R\x13boundCapacityBlocksB\x11\n" +
+	"\x15bound_capacity_blocks\x18\x1b \x01(\x04R\x13boundCapacityBlocks\x12=\n" +
+	"\aheaders\x18\x1c \x03(\v2#.strata.v1.BenchConfig.HeadersEntryR\aheaders\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x11\n" +
 	"\x0fworkload_params\"u\n" +
 	"\x16BenchSyntheticWorkload\x12\x1b\n" +
 	"\tinput_len\x18\x01 \x01(\rR\binputLen\x12\x1d\n" +
@@ -2120,7 +2136,7 @@ func file_strata_v1_bench_proto_rawDescGZIP() []byte {
 	return file_strata_v1_bench_proto_rawDescData
 }
 
-var file_strata_v1_bench_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_strata_v1_bench_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_strata_v1_bench_proto_goTypes = []any{
 	(*BenchResult)(nil),            // 0: strata.v1.BenchResult
 	(*BenchConfig)(nil),            // 1: strata.v1.BenchConfig
@@ -2139,11 +2155,12 @@ var file_strata_v1_bench_proto_goTypes = []any{
 	(*BenchRequest)(nil),           // 14: strata.v1.BenchRequest
 	nil,                            // 15: strata.v1.BenchResult.ErrorsEntry
 	nil,                            // 16: strata.v1.BenchResult.ErrorExamplesEntry
-	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
+	nil,                            // 17: strata.v1.BenchConfig.HeadersEntry
+	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
 }
 var file_strata_v1_bench_proto_depIdxs = []int32{
 	1,  // 0: strata.v1.BenchResult.config:type_name -> strata.v1.BenchConfig
-	17, // 1: strata.v1.BenchResult.started_at:type_name -> google.protobuf.Timestamp
+	18, // 1: strata.v1.BenchResult.started_at:type_name -> google.protobuf.Timestamp
 	8,  // 2: strata.v1.BenchResult.goodput:type_name -> strata.v1.BenchGoodput
 	9,  // 3: strata.v1.BenchResult.ttft_ms:type_name -> strata.v1.BenchDistribution
 	9,  // 4: strata.v1.BenchResult.itl_ms:type_name -> strata.v1.BenchDistribution
@@ -2164,12 +2181,13 @@ var file_strata_v1_bench_proto_depIdxs = []int32{
 	5,  // 19: strata.v1.BenchConfig.trace:type_name -> strata.v1.BenchTraceWorkload
 	6,  // 20: strata.v1.BenchConfig.arrival:type_name -> strata.v1.BenchArrival
 	7,  // 21: strata.v1.BenchConfig.slo:type_name -> strata.v1.BenchSLO
-	10, // 22: strata.v1.BenchDistribution.cdf:type_name -> strata.v1.BenchQuantile
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	17, // 22: strata.v1.BenchConfig.headers:type_name -> strata.v1.BenchConfig.HeadersEntry
+	10, // 23: strata.v1.BenchDistribution.cdf:type_name -> strata.v1.BenchQuantile
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_strata_v1_bench_proto_init() }
@@ -2189,7 +2207,7 @@ func file_strata_v1_bench_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_bench_proto_rawDesc), len(file_strata_v1_bench_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
