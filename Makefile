@@ -60,7 +60,7 @@ help: ## show this help
 		awk 'BEGIN {FS = ":.*## "}; {printf "  %-6s %s\n", $$1, $$2}'
 	@echo
 	@echo "variables: VERSION=$(VERSION) PORT=$(PORT) HOST=$(HOST) ENGINES=$(ENGINES) DEV_FLAGS=… SIM_PORT=$(SIM_PORT) SIM_FLAGS=… BENCHTIME=$(BENCHTIME)"
-	@echo "           FUZZTIME=$(FUZZTIME) TEST_TIMEOUT=$(TEST_TIMEOUT) LINT=$(LINT) CHECK=$(CHECK)"
+	@echo "           FUZZTIME=$(FUZZTIME) TEST_TIMEOUT=$(TEST_TIMEOUT) LINT=$(LINT) CHECK=$(CHECK) BENCH_ROUTING_FLAGS=… BENCH_ROUTING_OUT=$(BENCH_ROUTING_OUT)"
 
 .PHONY: build
 build: ## build bin/strata (cgo for NVML, version from git describe)
@@ -98,6 +98,16 @@ lint: $(GOLANGCI_LINT) ## gofmt check, go vet and golangci-lint (pinned, self-in
 .PHONY: bench
 bench: ## run every benchmark once for BENCHTIME with allocations
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+# The routing benchmark (docs/bench.md): a local cluster, one prefix-heavy
+# workload under every routing policy, each on fresh engines; results in
+# BENCH_ROUTING_OUT, extra `strata bench routing` flags in BENCH_ROUTING_FLAGS.
+BENCH_ROUTING_OUT   ?= $(BIN)/bench-routing
+BENCH_ROUTING_FLAGS ?=
+
+.PHONY: bench-routing
+bench-routing: build ## compare the routing policies on a local cluster at 80 % of its measured capacity: the table with ratios to round-robin and the reuse bounds (about 12 min; BENCH_ROUTING_FLAGS, BENCH_ROUTING_OUT)
+	$(BIN)/strata bench routing --output-dir $(BENCH_ROUTING_OUT)$(if $(BENCH_ROUTING_FLAGS), $(BENCH_ROUTING_FLAGS))
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each (PKGS=./dir/... to narrow)

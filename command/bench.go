@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/term"
 
 	"github.com/strata-llm/strata/bench"
@@ -22,16 +26,99 @@ import (
 	"github.com/strata-llm/strata/tokenizer/hf"
 )
 
-func newBenchCommand() *cobra.Command {
+// requestFlags are the flags of what `strata bench` and `strata bench
+// routing` send: the workload, the requests, the SLOs and the bounds.
+type requestFlags struct {
+	kind, traceFile, traceFormat, endpoint, promptFormat, tokenRange, tokenizerDir string
+	goodput, headers                                                               []string
+	synthetic                                                                      workload.Synthetic
+	prefix                                                                         workload.Prefix
+	chat                                                                           workload.Chat
+	outputLen, hashBlockSize                                                       int
+}
+
+func (rf *requestFlags) register(f *pflag.FlagSet, cfg *bench.Config) {
+	f.StringVar(&rf.endpoint, "endpoint", "", "completions or chat (default: chat for the chat workload, else completions)")
+	f.StringVar(&cfg.Model, "model", "", "model name (default: the first GET /v1/models lists)")
+	f.StringArrayVar(&rf.headers, "header", nil, "extra request header KEY=VALUE (repeatable), e.g. X-Strata-Routing=round-robin to pick Strata's routing policy")
+	// Workloads.
+	f.StringVar(&rf.kind, "workload", "", "synthetic, prefix or chat")
+	f.StringVar(&rf.traceFile, "trace", "", "replay this trace file instead of a generated workload")
+	f.StringVar(&rf.traceFormat, "trace-format", "", "mooncake (JSONL) or azure (CSV) (default: from the file name)")
+	f.IntVar(&rf.hashBlockSize, "hash-block-size", workload.DefaultHashBlockSize, "tokens per Mooncake hash id")
+	f.IntVar(&rf.synthetic.InputLen, "input-len", 1024, "synthetic: prompt length")
+	f.Float64Var(&rf.synthetic.RangeRatio, "range-ratio", 0, "synthetic: lengths vary uniformly by ± this fraction")
+	f.IntVar(&rf.outputLen, "output-len", 128, "synthetic, prefix, chat: output length (max_tokens)")
+	f.IntVar(&rf.prefix.NumPrefixes, "num-prefixes", 10, "prefix: number of shared prefixes")
+	f.IntVar(&rf.prefix.PrefixLen, "prefix-len", 1024, "prefix: shared prefix length")
+	f.IntVar(&rf.prefix.SuffixLen, "suffix-len", 128, "prefix: distinct suffix length")
+	f.IntVar(&rf.chat.Users, "chat-users", 16, "chat: concurrent conversations")
+	f.IntVar(&rf.chat.Rounds, "chat-rounds", 5, "chat: turns per conversation")
+	f.IntVar(&rf.chat.SystemLen, "chat-system-len", 512, "chat: shared system prompt length")
+	f.IntVar(&rf.chat.UserLen, "chat-user-len", 128, "chat: length of each user turn")
+	f.StringVar(&rf.promptFormat, "prompt-format", "", "tokens (token-id prompts, completions only) or text (default: tokens for completions, text for chat)")
+	f.StringVar(&rf.tokenRange, "token-id-range", fmt.Sprintf("%d-%d", workload.DefaultTokenIDMin, workload.DefaultTokenIDMax),
+		"token ids of token-id prompts, MIN-MAX: ids that decode as text in the target's tokenizer (the default is printable ASCII for strata sim's byte-level one)")
+	f.StringVar(&rf.tokenizerDir, "tokenizer", "", "model directory with the endpoint's Hugging Face tokenizer: sizes text prompts and renders the prompts the reuse bounds count (default: strata sim's byte-level one)")
+	f.Float64Var(&cfg.Burstiness, "burstiness", cfg.Burstiness, "gamma shape of the arrival gaps: 1 is Poisson, lower is burstier")
+	f.Uint64Var(&cfg.Seed, "seed", 0, "seed of every random choice (lengths, prompts, arrivals)")
+	// Requests.
+	f.BoolVar(&cfg.Stream, "stream", cfg.Stream, "stream answers (TTFT and ITL need it)")
+	f.BoolVar(&cfg.IncludeUsage, "include-usage", cfg.IncludeUsage, "ask for usage in the stream (stream_options.include_usage)")
+	f.BoolVar(&cfg.IgnoreEOS, "ignore-eos", cfg.IgnoreEOS, "send ignore_eos so outputs are exactly --output-len long (vLLM, SGLang, strata sim)")
+	f.BoolVar(&cfg.MinTokens, "min-tokens", cfg.MinTokens, "send min_tokens = max_tokens, for the same reason")
+	f.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "give up on a request after this long")
+	f.StringSliceVar(&rf.goodput, "goodput", nil, "SLOs a request must meet to count as goodput, in ms: ttft:500,tpot:50,e2el:5000")
+	f.IntVar(&cfg.BoundBlockSize, "bound-block-size", cfg.BoundBlockSize, "KV block size the reuse bounds assume")
+	f.IntVar(&cfg.BoundCapacityBlocks, "bound-capacity-blocks", cfg.BoundCapacityBlocks, "total KV blocks of the endpoint's engines, for the pooled-cache bound")
+}
+
+// apply sets cfg from the parsed flags.
+func (rf *requestFlags) apply(f *pflag.FlagSet, cfg *bench.Config) error {
+	switch {
+	case rf.traceFile != "" && f.Changed("workload"):
+		return errors.New("--workload and --trace exclude each other: a trace is the workload")
+	case rf.traceFile != "":
+		rf.kind = workload.KindTrace
+		if rf.traceFormat == "" {
+			rf.traceFormat = formatFromName(rf.traceFile)
+		}
+		cfg.Workload.Trace = workload.Trace{File: rf.traceFile, Format: rf.traceFormat, HashBlockSize: rf.hashBlockSize}
+	case rf.kind == "":
+		return errors.New("choose a workload: --workload synthetic|prefix|chat, or --trace FILE")
+	}
+	cfg.Workload.Kind = rf.kind
+	rf.synthetic.OutputLen, rf.prefix.OutputLen, rf.chat.OutputLen = rf.outputLen, rf.outputLen, rf.outputLen
+	cfg.Workload.Synthetic, cfg.Workload.Prefix, cfg.Workload.Chat = rf.synthetic, rf.prefix, rf.chat
+	cfg.Endpoint = client.Endpoint(rf.endpoint)
+	cfg.PromptFormat = workload.Format(rf.promptFormat)
+	var err error
+	if cfg.TokenIDMin, cfg.TokenIDMax, err = parseRange(rf.tokenRange); err != nil {
+		return fmt.Errorf("--token-id-range: %w", err)
+	}
+	if cfg.SLO, err = parseGoodput(rf.goodput); err != nil {
+		return fmt.Errorf("--goodput: %w", err)
+	}
+	if cfg.Header, err = parseHeaders(rf.headers); err != nil {
+		return fmt.Errorf("--header: %w", err)
+	}
+	if rf.tokenizerDir != "" {
+		tok, err := hf.Load(rf.tokenizerDir)
+		if err != nil {
+			return fmt.Errorf("--tokenizer: %w", err)
+		}
+		cfg.Tokenizer, cfg.TokenizerName = tok, rf.tokenizerDir
+	}
+	cfg.CommandLine = redact(os.Args)
+	cfg.Version = Version
+	return nil
+}
+
+func newBenchCommand(logger func() (*slog.Logger, error)) *cobra.Command {
 	cfg := bench.DefaultConfig()
 	var (
-		kind, traceFile, traceFormat, endpoint, promptFormat, tokenRange string
-		output, reportPath, tokenizerDir                                 string
-		goodput                                                          []string
-		synthetic                                                        workload.Synthetic
-		prefix                                                           workload.Prefix
-		chat                                                             workload.Chat
-		outputLen, hashBlockSize                                         int
+		rf                 requestFlags
+		output, reportPath string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench --url URL (--workload KIND | --trace FILE) [flags]",
@@ -50,7 +137,9 @@ at --request-rate (Poisson, or gamma with --burstiness) unless a trace
 gives the times.
 
 --output writes the result as JSON, --report a self-contained HTML report
-with plots; 'strata bench compare' puts several results side by side.`,
+with plots; 'strata bench compare' puts several results side by side;
+'strata bench routing' compares the gateway's routing policies on a local
+cluster.`,
 		Example: `  strata bench --url http://127.0.0.1:8000/v1 --workload prefix --num-prefixes 8 \
       --prefix-len 2048 --suffix-len 128 --output-len 64 --request-rate 20 --num-requests 600 \
       --output result.json --report report.html
@@ -60,96 +149,35 @@ with plots; 'strata bench compare' puts several results side by side.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := cmd.Flags()
-			switch {
-			case traceFile != "" && f.Changed("workload"):
-				return errors.New("--workload and --trace exclude each other: a trace is the workload")
-			case traceFile != "":
-				kind = workload.KindTrace
-				if traceFormat == "" {
-					traceFormat = formatFromName(traceFile)
-				}
-				cfg.Workload.Trace = workload.Trace{File: traceFile, Format: traceFormat, HashBlockSize: hashBlockSize}
-			case kind == "":
-				return errors.New("choose a workload: --workload synthetic|prefix|chat, or --trace FILE")
+			if err := rf.apply(f, &cfg); err != nil {
+				return err
 			}
-			cfg.Workload.Kind = kind
-			synthetic.OutputLen, prefix.OutputLen, chat.OutputLen = outputLen, outputLen, outputLen
-			cfg.Workload.Synthetic, cfg.Workload.Prefix, cfg.Workload.Chat = synthetic, prefix, chat
-			cfg.Endpoint = client.Endpoint(endpoint)
-			cfg.PromptFormat = workload.Format(promptFormat)
 			if !f.Changed("api-key") {
 				cfg.APIKey = os.Getenv("OPENAI_API_KEY")
-			}
-			var err error
-			if cfg.TokenIDMin, cfg.TokenIDMax, err = parseRange(tokenRange); err != nil {
-				return fmt.Errorf("--token-id-range: %w", err)
-			}
-			if cfg.SLO, err = parseGoodput(goodput); err != nil {
-				return fmt.Errorf("--goodput: %w", err)
-			}
-			if tokenizerDir != "" {
-				tok, err := hf.Load(tokenizerDir)
-				if err != nil {
-					return fmt.Errorf("--tokenizer: %w", err)
-				}
-				cfg.Tokenizer, cfg.TokenizerName = tok, tokenizerDir
 			}
 			if !f.Changed("request-rate") {
 				cfg.RequestRate = 0 // a trace's own times, else all at once
 			}
-			cfg.CommandLine = redact(os.Args)
-			cfg.Version = Version
 			return runBench(cmd.Context(), cmd, cfg, output, reportPath)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.URL, "url", "", "base URL of the OpenAI API, ending in /v1 (required)")
-	f.StringVar(&endpoint, "endpoint", "", "completions or chat (default: chat for the chat workload, else completions)")
-	f.StringVar(&cfg.Model, "model", "", "model name (default: the first GET /v1/models lists)")
 	f.StringVar(&cfg.APIKey, "api-key", "", "bearer token (default: $OPENAI_API_KEY; never written to the result)")
-	// Workloads.
-	f.StringVar(&kind, "workload", "", "synthetic, prefix or chat")
-	f.StringVar(&traceFile, "trace", "", "replay this trace file instead of a generated workload")
-	f.StringVar(&traceFormat, "trace-format", "", "mooncake (JSONL) or azure (CSV) (default: from the file name)")
-	f.IntVar(&hashBlockSize, "hash-block-size", workload.DefaultHashBlockSize, "tokens per Mooncake hash id")
-	f.IntVar(&synthetic.InputLen, "input-len", 1024, "synthetic: prompt length")
-	f.Float64Var(&synthetic.RangeRatio, "range-ratio", 0, "synthetic: lengths vary uniformly by ± this fraction")
-	f.IntVar(&outputLen, "output-len", 128, "synthetic, prefix, chat: output length (max_tokens)")
-	f.IntVar(&prefix.NumPrefixes, "num-prefixes", 10, "prefix: number of shared prefixes")
-	f.IntVar(&prefix.PrefixLen, "prefix-len", 1024, "prefix: shared prefix length")
-	f.IntVar(&prefix.SuffixLen, "suffix-len", 128, "prefix: distinct suffix length")
-	f.IntVar(&chat.Users, "chat-users", 16, "chat: concurrent conversations")
-	f.IntVar(&chat.Rounds, "chat-rounds", 5, "chat: turns per conversation")
-	f.IntVar(&chat.SystemLen, "chat-system-len", 512, "chat: shared system prompt length")
-	f.IntVar(&chat.UserLen, "chat-user-len", 128, "chat: length of each user turn")
-	f.StringVar(&promptFormat, "prompt-format", "", "tokens (token-id prompts, completions only) or text (default: tokens for completions, text for chat)")
-	f.StringVar(&tokenRange, "token-id-range", fmt.Sprintf("%d-%d", workload.DefaultTokenIDMin, workload.DefaultTokenIDMax),
-		"token ids of token-id prompts, MIN-MAX: ids that decode as text in the target's tokenizer (the default is printable ASCII for strata sim's byte-level one)")
-	f.StringVar(&tokenizerDir, "tokenizer", "", "model directory with the endpoint's Hugging Face tokenizer: sizes text prompts and renders the prompts the reuse bounds count (default: strata sim's byte-level one)")
+	rf.register(f, &cfg)
 	// Schedule.
 	f.Float64Var(&cfg.RequestRate, "request-rate", math.Inf(1), "requests per second (inf: all at once); a trace keeps its own timestamps unless this is given")
-	f.Float64Var(&cfg.Burstiness, "burstiness", cfg.Burstiness, "gamma shape of the arrival gaps: 1 is Poisson, lower is burstier")
 	f.Float64Var(&cfg.Speed, "speed", cfg.Speed, "trace replay speed factor (2: twice as fast)")
 	f.IntVar(&cfg.MaxConcurrency, "max-concurrency", 0, "requests in flight at most (0: no cap)")
 	f.IntVar(&cfg.NumRequests, "num-requests", 0, "requests to send (default: 1000, a chat's users × rounds, a trace's every row)")
 	f.DurationVar(&cfg.Duration, "duration", 0, "stop sending after this long (0: when the requests run out)")
 	f.DurationVar(&cfg.Warmup, "warmup", 0, "requests due in this first stretch are sent but not measured")
 	f.IntVar(&cfg.WarmupRequests, "warmup-requests", 0, "the first N requests are sent but not measured")
-	f.Uint64Var(&cfg.Seed, "seed", 0, "seed of every random choice (lengths, prompts, arrivals)")
-	// Requests.
-	f.BoolVar(&cfg.Stream, "stream", cfg.Stream, "stream answers (TTFT and ITL need it)")
-	f.BoolVar(&cfg.IncludeUsage, "include-usage", cfg.IncludeUsage, "ask for usage in the stream (stream_options.include_usage)")
-	f.BoolVar(&cfg.IgnoreEOS, "ignore-eos", cfg.IgnoreEOS, "send ignore_eos so outputs are exactly --output-len long (vLLM, SGLang, strata sim)")
-	f.BoolVar(&cfg.MinTokens, "min-tokens", cfg.MinTokens, "send min_tokens = max_tokens, for the same reason")
-	f.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "give up on a request after this long")
-	f.StringSliceVar(&goodput, "goodput", nil, "SLOs a request must meet to count as goodput, in ms: ttft:500,tpot:50,e2el:5000")
-	f.IntVar(&cfg.BoundBlockSize, "bound-block-size", cfg.BoundBlockSize, "KV block size the reuse bounds assume")
-	f.IntVar(&cfg.BoundCapacityBlocks, "bound-capacity-blocks", cfg.BoundCapacityBlocks, "total KV blocks of the endpoint's engines, for the pooled-cache bound")
 	// Output.
 	f.StringVar(&output, "output", "", "write the result JSON here")
 	f.StringVar(&reportPath, "report", "", "write the HTML report here")
 	f.BoolVar(&cfg.SaveRequests, "save-requests", false, "list every request in the result")
-	cmd.AddCommand(newBenchCompareCommand(), newBenchReportCommand())
+	cmd.AddCommand(newBenchCompareCommand(), newBenchReportCommand(), newBenchRoutingCommand(logger))
 	return cmd
 }
 
@@ -317,7 +345,35 @@ func parseGoodput(items []string) (bench.SLO, error) {
 	return slo, nil
 }
 
-// redact replaces the value of --api-key in a command line.
+// parseHeaders reads --header values, KEY=VALUE as `vllm bench serve`
+// takes them (or KEY: VALUE, as curl does).
+func parseHeaders(items []string) (http.Header, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	h := http.Header{}
+	for _, item := range items {
+		key, val, ok := cutHeader(item)
+		if !ok || !httpguts.ValidHeaderFieldName(key) || !httpguts.ValidHeaderFieldValue(val) {
+			return nil, fmt.Errorf("%q: want KEY=VALUE with a valid header name and value", item)
+		}
+		h.Add(key, val)
+	}
+	return h, nil
+}
+
+// cutHeader splits KEY=VALUE or KEY: VALUE at whichever separator comes
+// first (a value may contain either).
+func cutHeader(item string) (key, val string, ok bool) {
+	i := strings.IndexAny(item, "=:")
+	if i <= 0 {
+		return "", "", false
+	}
+	return strings.TrimSpace(item[:i]), strings.TrimSpace(item[i+1:]), true
+}
+
+// redact replaces the value of --api-key, and of every --header carrying
+// a credential, in a command line.
 func redact(args []string) []string {
 	out := append([]string(nil), args...)
 	for i, a := range out {
@@ -326,9 +382,20 @@ func redact(args []string) []string {
 			out[i+1] = "REDACTED"
 		case strings.HasPrefix(a, "--api-key="):
 			out[i] = "--api-key=REDACTED"
+		case a == "--header" && i+1 < len(out):
+			out[i+1] = redactHeader(out[i+1])
+		case strings.HasPrefix(a, "--header="):
+			out[i] = "--header=" + redactHeader(strings.TrimPrefix(a, "--header="))
 		}
 	}
 	return out
+}
+
+func redactHeader(item string) string {
+	if key, _, ok := cutHeader(item); ok && !bench.CredentialHeader(key) {
+		return item
+	}
+	return "REDACTED"
 }
 
 // progressBar draws a one-line progress bar on a terminal.

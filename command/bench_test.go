@@ -34,10 +34,23 @@ func TestParseRange(t *testing.T) {
 }
 
 func TestRedact(t *testing.T) {
-	in := []string{"strata", "bench", "--api-key", "sk-secret", "--api-key=sk-other", "--url", "u"}
+	in := []string{"strata", "bench", "--api-key", "sk-secret", "--api-key=sk-other", "--header", "Authorization: Bearer sk-h",
+		"--header=X-Api-Key=sk-k", "--header", "X-Strata-Routing=kv", "--url", "u"}
 	got := redact(in)
-	if strings.Contains(strings.Join(got, " "), "sk-") || !slices.Equal(got[5:], in[5:]) || in[3] != "sk-secret" {
+	if strings.Contains(strings.Join(got, " "), "sk-") || !slices.Equal(got[8:], in[8:]) || in[3] != "sk-secret" {
 		t.Fatalf("%q (input %q)", got, in)
+	}
+}
+
+func TestParseHeaders(t *testing.T) {
+	h, err := parseHeaders([]string{"X-Strata-Routing=round-robin", "X-Note: a=b", "x-note=c:d"})
+	if err != nil || h.Get("X-Strata-Routing") != "round-robin" || !slices.Equal(h.Values("X-Note"), []string{"a=b", "c:d"}) {
+		t.Fatalf("%v %v", h, err)
+	}
+	for _, bad := range []string{"novalue", "=v", "bad name=v", "X-A=line\nbreak"} {
+		if _, err := parseHeaders([]string{bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }
 

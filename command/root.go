@@ -49,7 +49,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newAgentCommand(logger))
 	root.AddCommand(newGatewayCommand(logger))
 	root.AddCommand(newDevCommand(logger))
-	root.AddCommand(newBenchCommand())
+	root.AddCommand(newBenchCommand(logger))
 	return root
 }
 
