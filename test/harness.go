@@ -53,7 +53,23 @@ func testLogger() *slog.Logger {
 // EngineViews lists the cluster's engines as its agent's ops API shows them.
 func EngineViews(t testing.TB, c *dev.Cluster) []agent.WorkerView {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+c.Agent.OpsAddr()+"/v1/workers", nil)
+	var out struct{ Workers []agent.WorkerView }
+	opsGet(t, c, "/v1/workers", &out)
+	return out.Workers
+}
+
+// Canaries lists the latest health canary of each of the agent's workers.
+func Canaries(t testing.TB, c *dev.Cluster) []agent.CanaryStatus {
+	t.Helper()
+	var out struct{ Canaries []agent.CanaryStatus }
+	opsGet(t, c, "/v1/canaries", &out)
+	return out.Canaries
+}
+
+// opsGet decodes the JSON answer of the agent's ops API at path into out.
+func opsGet(t testing.TB, c *dev.Cluster, path string, out any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+c.Agent.OpsAddr()+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +79,9 @@ func EngineViews(t testing.TB, c *dev.Cluster) []agent.WorkerView {
 		t.Fatal(err)
 	}
 	defer func() { _ = res.Body.Close() }()
-	var out struct{ Workers []agent.WorkerView }
-	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("GET /v1/workers: %d %v", res.StatusCode, err)
+	if err := json.NewDecoder(res.Body).Decode(out); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", path, res.StatusCode, err)
 	}
-	return out.Workers
 }
 
 // EnginePID is the process id of a worker's engine.
