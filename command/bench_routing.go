@@ -113,8 +113,7 @@ run's result and report and an HTML comparison.`,
 					bars[run].draw(p)
 				}
 			}
-			log.Info("routing benchmark", "engines", cfg.Engines, "sim_args", strings.Join(dc.SimArgs, " "),
-				"workload", cfg.Bench.Workload.Kind, "policies", cfg.Policies, "duration", cfg.Duration)
+			log.Info("cluster", "engines", cfg.Engines, "sim_args", strings.Join(dc.SimArgs, " "))
 			res, runErr := routing.Run(cmd.Context(), cfg)
 			if res != nil && len(res.Runs) > 0 {
 				if err := routing.WriteTable(cmd.OutOrStdout(), res); err != nil {

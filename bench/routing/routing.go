@@ -179,6 +179,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
+	cfg.Logger.Info("routing benchmark", "workload", cfg.Bench.Workload.Kind, "policies", cfg.Policies,
+		"duration", cfg.Duration, "warmup", cfg.Warmup, "seed", cfg.Bench.Seed)
 	res := &Result{Rate: cfg.RequestRate, Engines: cfg.Engines}
 	if res.Rate == 0 {
 		cal, capacity, err := calibrate(ctx, &cfg)
