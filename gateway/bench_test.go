@@ -154,10 +154,11 @@ func newRoutingBench(b *testing.B, promptTokens int) *routingBench {
 		// Every worker's prompt scores on it: the index is fed.
 		for i := range workers {
 			x := rb.exchange(b, rb.body("ids", i, 0))
-			w, d, err := g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.policy)
+			w, d, t, err := g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.policy)
 			if err != nil {
 				return err
 			}
+			t.end()
 			if d.Overlap.GPU < uint32(promptTokens/16) {
 				return fmt.Errorf("worker %d's prompt scored %+v on %s", i, d.Overlap, w.id)
 			}
@@ -218,11 +219,11 @@ func BenchmarkRoutingOverhead(b *testing.B) {
 					var hits, total int
 					testutil.PacedLatency(b, 500, 8, func(i uint64) error {
 						x := rb.exchange(b, bodies[i%uint64(len(bodies))])
-						w, d, err := rb.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.policy)
+						_, d, t, err := rb.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.policy)
 						if err != nil {
 							return err
 						}
-						w.dispatch(x.prefillBlocks(d.Overlap), x.kvBlocks()).end()
+						t.end()
 						if d.Reason == "cache-hit" {
 							hits++
 						}

@@ -43,10 +43,14 @@ type model struct {
 	stats *modelStats // kept across views
 }
 
-// modelStats are averages of this gateway's requests to a model (EWMA), to
-// size what engines report beyond this gateway's own requests.
+// modelStats are what a model keeps across views of the cluster: averages
+// of this gateway's requests to it (EWMA), to size what engines report
+// beyond this gateway's own requests, and its selection lock.
 type modelStats struct {
 	promptBlocks, totalBlocks atomicFloat
+	// selecting serializes reading workers' load, picking one and
+	// counting the request on it (Gateway.selectWorker).
+	selecting sync.Mutex
 }
 
 // worker is one routable engine and this gateway's requests in flight to it.

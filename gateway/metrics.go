@@ -43,7 +43,7 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) *metrics {
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_gateway_routing_decisions_total",
 			Help: "Routing decisions by the policy that made them and why (brain-unavailable: the brain did not answer in time)."}, []string{"policy", "reason"}),
 		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "strata_gateway_routing_overhead_seconds",
-			Help:    "The gateway's own work per request, by stage: template, tokenize, hash, route (score and select).",
+			Help:    "The gateway's own work per request, by stage: template, tokenize, hash, score (the brain's answer, kv policy), select (load, policy, counting the request).",
 			Buckets: prometheus.ExponentialBuckets(0.000005, 2, 16)}, []string{"stage"}),
 		cachedTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_gateway_cached_tokens_total",
 			Help: "Prompt tokens expected cached by routing (predicted) and reported cached by engines (reported)."}, []string{"model", "source"}),

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,7 +47,7 @@ func (x *exchange) decodePolicy() routing.Policy {
 // protocol the gateway drives. An answer about the request itself (a 4xx)
 // is returned as an error for the client.
 func (x *exchange) prefill(ctx context.Context, body map[string]json.RawMessage) (map[string]json.RawMessage, error) {
-	w, d, err := x.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_PREFILL, x.policy)
+	w, d, t, err := x.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_PREFILL, x.policy)
 	if err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.status == http.StatusServiceUnavailable {
@@ -60,12 +61,13 @@ func (x *exchange) prefill(ctx context.Context, body map[string]json.RawMessage)
 	var out map[string]json.RawMessage
 	switch x.m.info.GetEngine() {
 	case "vllm", "sim":
-		out, err = x.prefillNixl(ctx, w, d, body)
+		out, err = x.prefillNixl(ctx, w, t, body)
 	case "trtllm":
-		out, err = x.prefillTRTLLM(ctx, w, d, body)
+		out, err = x.prefillTRTLLM(ctx, w, t, body)
 	case "sglang":
-		out, err = x.prefillSGLang(ctx, w, d, body)
+		out, err = x.prefillSGLang(ctx, w, t, body)
 	default:
+		x.endPrefill(t)
 		return body, nil
 	}
 	if err != nil {
@@ -95,13 +97,16 @@ func prefillBody(body map[string]json.RawMessage) map[string]json.RawMessage {
 	return out
 }
 
-// runPrefill sends a prefill step and returns the engine's answer.
-func (x *exchange) runPrefill(ctx context.Context, w *worker, d routing.Decision, body map[string]json.RawMessage) ([]byte, error) {
-	t := w.dispatch(x.prefillBlocks(d.Overlap), x.kvBlocks())
-	defer func() {
-		t.end()
-		x.g.cluster.notify()
-	}()
+// endPrefill takes a prefill step off its worker's load.
+func (x *exchange) endPrefill(t *ticket) {
+	t.end()
+	x.g.cluster.notify()
+}
+
+// runPrefill sends a prefill step and returns the engine's answer; it ends
+// the step's ticket.
+func (x *exchange) runPrefill(ctx context.Context, w *worker, t *ticket, body map[string]json.RawMessage) ([]byte, error) {
+	defer x.endPrefill(t)
 	res, release, err := x.post(ctx, w, x.req.endpoint, body)
 	if err != nil {
 		return nil, err
@@ -120,10 +125,10 @@ func (x *exchange) runPrefill(ctx context.Context, w *worker, d routing.Decision
 
 // prefillNixl is vLLM's NixlConnector flow: the prefill worker keeps the
 // KV and answers where it is; the decode worker pulls it.
-func (x *exchange) prefillNixl(ctx context.Context, w *worker, d routing.Decision, body map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+func (x *exchange) prefillNixl(ctx context.Context, w *worker, t *ticket, body map[string]json.RawMessage) (map[string]json.RawMessage, error) {
 	p := prefillBody(body)
 	p["kv_transfer_params"] = json.RawMessage(`{"do_remote_decode":true,"do_remote_prefill":false,"remote_engine_id":null,"remote_block_ids":null,"remote_host":null,"remote_port":null}`)
-	data, err := x.runPrefill(ctx, w, d, p)
+	data, err := x.runPrefill(ctx, w, t, p)
 	if err != nil {
 		return nil, err
 	}
@@ -136,10 +141,10 @@ func (x *exchange) prefillNixl(ctx context.Context, w *worker, d routing.Decisio
 
 // prefillTRTLLM is TensorRT-LLM's: a context-only request, whose returned
 // disaggregated_params the generation worker gets as generation-only.
-func (x *exchange) prefillTRTLLM(ctx context.Context, w *worker, d routing.Decision, body map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+func (x *exchange) prefillTRTLLM(ctx context.Context, w *worker, t *ticket, body map[string]json.RawMessage) (map[string]json.RawMessage, error) {
 	p := prefillBody(body)
 	p["disaggregated_params"] = json.RawMessage(`{"request_type":"context_only"}`)
-	data, err := x.runPrefill(ctx, w, d, p)
+	data, err := x.runPrefill(ctx, w, t, p)
 	if err != nil {
 		return nil, err
 	}
@@ -161,13 +166,11 @@ func (x *exchange) prefillTRTLLM(ctx context.Context, w *worker, d routing.Decis
 // (its KV-transfer port, engine.OffsetKVTransfer above its HTTP port, as
 // the agent launches it). The prefill answer is not used; the decode
 // worker answers.
-func (x *exchange) prefillSGLang(ctx context.Context, w *worker, d routing.Decision, body map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+func (x *exchange) prefillSGLang(ctx context.Context, w *worker, t *ticket, body map[string]json.RawMessage) (map[string]json.RawMessage, error) {
 	host, portStr, err := net.SplitHostPort(w.endpoint)
-	if err != nil {
-		return nil, &workerError{worker: w.id, err: err}
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
+	port, perr := strconv.Atoi(portStr)
+	if err = cmp.Or(err, perr); err != nil {
+		x.endPrefill(t)
 		return nil, &workerError{worker: w.id, err: err}
 	}
 	hostJSON, _ := json.Marshal(host)
@@ -176,7 +179,7 @@ func (x *exchange) prefillSGLang(ctx context.Context, w *worker, d routing.Decis
 	out["bootstrap_room"] = json.RawMessage(strconv.FormatUint(rand.Uint64()>>1, 10))
 	p := prefillBody(out)
 	go func() {
-		if _, err := x.runPrefill(context.WithoutCancel(ctx), w, d, p); err != nil {
+		if _, err := x.runPrefill(context.WithoutCancel(ctx), w, t, p); err != nil {
 			x.g.log.Warn("SGLang prefill failed", "request_id", x.reqID, "worker", w.id, "error", err)
 		}
 	}()

@@ -153,13 +153,12 @@ func (x *exchange) serveAnswer(ctx context.Context, rw http.ResponseWriter) {
 		}
 	}
 	for {
-		w, d, err := x.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.decodePolicy())
+		w, d, t, err := x.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.decodePolicy())
 		if err != nil {
 			x.fail(rw, err)
 			return
 		}
 		x.decided(d)
-		t := w.dispatch(x.prefillBlocks(d.Overlap), x.kvBlocks())
 		res, release, err := x.post(ctx, w, x.req.endpoint, body)
 		if err != nil {
 			t.end()

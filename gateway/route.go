@@ -35,10 +35,11 @@ func (g *Gateway) busy(w *worker, own int) bool {
 }
 
 // pick chooses a worker of role for the exchange with its policy, among the
-// model's routable workers that have not failed it, skipping busy ones.
-// When all are busy (or none is routable yet), it waits in the admission
-// queue until one is free, ctx ends, or the queue timeout passes.
-func (g *Gateway) pick(ctx context.Context, x *exchange, role stratav1.WorkerRole, policy routing.Policy) (*worker, routing.Decision, error) {
+// model's routable workers that have not failed it, skipping busy ones,
+// and counts the request on it (the caller ends the ticket). When all are
+// busy (or none is routable yet), it waits in the admission queue until
+// one is free, ctx ends, or the queue timeout passes.
+func (g *Gateway) pick(ctx context.Context, x *exchange, role stratav1.WorkerRole, policy routing.Policy) (*worker, routing.Decision, *ticket, error) {
 	var (
 		wt      *waiter
 		expired <-chan time.Time
@@ -51,51 +52,37 @@ func (g *Gateway) pick(ctx context.Context, x *exchange, role stratav1.WorkerRol
 			g.cluster.notify() // the next in line may go
 		}
 	}()
+	prepared := false
 	for {
 		m, changed := g.cluster.model(x.req.model)
 		if m == nil {
-			return nil, routing.Decision{}, modelNotFound(x.req.model)
+			return nil, routing.Decision{}, nil, modelNotFound(x.req.model)
 		}
 		workers := pool(m, role)
 		if id := x.req.hints.Worker; id != "" {
 			for _, w := range workers {
 				if w.id == id {
-					return w, routing.Decision{Worker: w.view(m), Policy: "pinned", Reason: "pinned"}, nil
+					d := routing.Decision{Worker: w.view(m), Policy: "pinned", Reason: "pinned"}
+					return w, d, w.dispatch(x.prefillBlocks(d.Overlap), x.kvBlocks()), nil
 				}
 			}
-			return nil, routing.Decision{}, badRequest(hintsField+".worker", "worker %q is not a routable worker of %s", id, x.req.model)
+			return nil, routing.Decision{}, nil, badRequest(hintsField+".worker", "worker %q is not a routable worker of %s", id, x.req.model)
 		}
 		if (wt == nil && !g.queue.busy(x.req.model)) || (wt != nil && g.queue.isHead(wt)) {
-			var free []*worker
-			var views []*routing.Worker
-			for _, w := range workers {
-				if x.tried[w.id] {
-					continue
-				}
-				v := w.view(m)
-				if !g.busy(w, v.Inflight) {
-					free, views = append(free, w), append(views, v)
-				}
-			}
-			if len(views) > 0 {
+			if p, ok := policy.(routing.Preparer); ok && !prepared {
 				start := time.Now()
-				d, err := policy.Pick(ctx, &x.route, views)
-				g.metrics.stage("route", start)
-				if err != nil {
-					return nil, d, err
-				}
-				for i, v := range views {
-					if v == d.Worker {
-						g.observe(&x.route, v.ID)
-						return free[i], d, nil
-					}
-				}
-				return nil, d, fmt.Errorf("policy %s picked a worker it was not offered", policy.Name())
+				p.Prepare(ctx, &x.route)
+				g.metrics.stage("score", start)
+				prepared = true
+			}
+			w, d, t, err := g.selectWorker(ctx, x, m, workers, policy)
+			if err != nil || w != nil {
+				return w, d, t, err
 			}
 		}
 		if wt == nil {
 			if wt = g.queue.enqueue(x.req.model, x.req.hints.Priority); wt == nil {
-				return nil, routing.Decision{}, noCapacity("all workers of %s are busy and %d requests are waiting already", x.req.model, g.cfg.QueueSize)
+				return nil, routing.Decision{}, nil, noCapacity("all workers of %s are busy and %d requests are waiting already", x.req.model, g.cfg.QueueSize)
 			}
 			since = time.Now()
 			t := time.NewTimer(g.cfg.QueueTimeout)
@@ -105,14 +92,50 @@ func (g *Gateway) pick(ctx context.Context, x *exchange, role stratav1.WorkerRol
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return nil, routing.Decision{}, ctx.Err()
+			return nil, routing.Decision{}, nil, ctx.Err()
 		case <-expired:
 			if len(workers) == 0 {
-				return nil, routing.Decision{}, noCapacity("no worker of %s is ready", x.req.model)
+				return nil, routing.Decision{}, nil, noCapacity("no worker of %s is ready", x.req.model)
 			}
-			return nil, routing.Decision{}, noCapacity("all %d workers of %s stayed busy for %s", len(workers), x.req.model, g.cfg.QueueTimeout)
+			return nil, routing.Decision{}, nil, noCapacity("all %d workers of %s stayed busy for %s", len(workers), x.req.model, g.cfg.QueueTimeout)
 		}
 	}
+}
+
+// selectWorker reads the load of the workers not busy, lets the policy
+// pick one and counts the request on it, all under the model's selection
+// lock so concurrent requests see each other. It returns no worker when
+// every one is busy.
+func (g *Gateway) selectWorker(ctx context.Context, x *exchange, m *model, workers []*worker, policy routing.Policy) (*worker, routing.Decision, *ticket, error) {
+	m.stats.selecting.Lock()
+	defer m.stats.selecting.Unlock()
+	var free []*worker
+	var views []*routing.Worker
+	for _, w := range workers {
+		if x.tried[w.id] {
+			continue
+		}
+		v := w.view(m)
+		if !g.busy(w, v.Inflight) {
+			free, views = append(free, w), append(views, v)
+		}
+	}
+	if len(views) == 0 {
+		return nil, routing.Decision{}, nil, nil
+	}
+	start := time.Now()
+	d, err := policy.Pick(ctx, &x.route, views)
+	g.metrics.stage("select", start)
+	if err != nil {
+		return nil, d, nil, err
+	}
+	for i, v := range views {
+		if v == d.Worker {
+			g.observe(&x.route, v.ID)
+			return free[i], d, free[i].dispatch(x.prefillBlocks(d.Overlap), x.kvBlocks()), nil
+		}
+	}
+	return nil, d, nil, fmt.Errorf("policy %s picked a worker it was not offered", policy.Name())
 }
 
 // policyFor is the request's policy: the one it names (header or hint),

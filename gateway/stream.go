@@ -47,13 +47,12 @@ func (x *exchange) serveStream(ctx context.Context, rw http.ResponseWriter) {
 		}
 	}
 	for {
-		w, d, err := x.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.decodePolicy())
+		w, d, t, err := x.g.pick(ctx, x, stratav1.WorkerRole_WORKER_ROLE_DECODE, x.decodePolicy())
 		if err != nil {
 			x.streamFail(rw, started, err)
 			return
 		}
 		x.decided(d)
-		t := w.dispatch(x.prefillBlocks(d.Overlap), x.kvBlocks())
 		res, release, err := x.post(ctx, w, ep, body)
 		if err == nil && res.StatusCode != http.StatusOK {
 			data, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))

@@ -59,6 +59,12 @@ type Request struct {
 	// SessionKey is the affinity key (a header, the request's user, or the
 	// session id hint); empty when the request has none.
 	SessionKey string
+
+	// Overlaps are the brain's answer for Hashes, by worker id, as a
+	// Preparer fetched it: Scored says it did, ScoreErr why it failed.
+	Overlaps map[string]Overlap
+	ScoreErr error
+	Scored   bool
 }
 
 // PromptBlocks is the prompt's length in blocks, a partial last block
@@ -99,6 +105,16 @@ type Policy interface {
 	Pick(ctx context.Context, req *Request, workers []*Worker) (Decision, error)
 }
 
+// Preparer is a policy whose pick needs a lookup that is slow next to the
+// pick and does not depend on load: kv's Score call to the brain. The
+// gateway calls Prepare first, then reads the workers' load and calls Pick
+// under a lock per model that also covers counting the request on the
+// worker picked — so each request of a burst sees the load of the ones
+// just before it, not the load from before their lookups.
+type Preparer interface {
+	Prepare(ctx context.Context, req *Request)
+}
+
 // Observer is a policy that learns from where requests were sent (by any
 // policy): approx-kv remembers routed prefixes.
 type Observer interface {
@@ -120,9 +136,17 @@ type Weights struct {
 	Temperature float64
 }
 
-// DefaultWeights are DESIGN.md's: credits 1, 0.75, 0.25 and 0.1 for the
-// remote tier (a network fetch), prefill weighted 1, no temperature.
-var DefaultWeights = Weights{GPU: 1, CPU: 0.75, Disk: 0.25, Remote: 0.1, PrefillScale: 1}
+// DefaultWeights are DESIGN.md's credits, 1, 0.75, 0.25 and 0.1 for the
+// remote tier (a network fetch), no temperature, and prefill weighted 16:
+// a block prefilled costs an engine far more than a block held by a
+// decoding sequence (ENGINES.md's H100 fit: 0.24 ms of prefill per 16-token
+// block against 54 ms per step for the whole KV cache, a few µs per block
+// per step), so a cached prefix must not be given up for a decode load of
+// about its own size, the prompt of one more sequence. At weight 1 it was,
+// and the routing benchmark's prefix-heavy workload got 42 % of the
+// cache hits the cluster's pooled capacity allows; at 16, 99.8 %
+// (docs/benchmarks.md, Routing benchmark).
+var DefaultWeights = Weights{GPU: 1, CPU: 0.75, Disk: 0.25, Remote: 0.1, PrefillScale: 16}
 
 // Credits is what an overlap saves, in blocks of prefill.
 func (wt *Weights) Credits(o Overlap) float64 {

@@ -7,6 +7,7 @@ import (
 
 func TestCost(t *testing.T) {
 	wt := DefaultWeights
+	wt.PrefillScale = 1                               // the formula in blocks; the scale has its own test
 	req := &Request{PromptTokens: 160, BlockSize: 16} // 10 blocks
 	for _, tc := range []struct {
 		name string
@@ -27,6 +28,36 @@ func TestCost(t *testing.T) {
 				t.Fatalf("cost %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// Under the default weights a worker keeps the prefix it holds against
+// another with less decode load — one more sequence of the prompt's own
+// length, or four — and gives it up only when the prefill queued on it
+// outweighs recomputing the prefix elsewhere.
+func TestDefaultWeightsKeepACachedPrefix(t *testing.T) {
+	req := &Request{PromptTokens: 520 * 16, BlockSize: 16} // 512 blocks of prefix, 8 of suffix
+	hit := []Overlap{{GPU: 512}, {}}
+	for _, tc := range []struct {
+		name   string
+		holder Worker
+		want   int
+	}{
+		{"one more sequence decoding on the holder", Worker{DecodeBlocks: 522}, 0},
+		{"four more", Worker{DecodeBlocks: 4 * 522, Inflight: 4}, 0},
+		{"a full step of prefill queued on the holder", Worker{PrefillBlocks: 600}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, _ := DefaultWeights.Cheapest(req, []*Worker{&tc.holder, {}}, hit); got != tc.want {
+				t.Fatalf("picked %d, want %d", got, tc.want)
+			}
+		})
+	}
+	// At prefill weight 1 the first case spilled.
+	wt := DefaultWeights
+	wt.PrefillScale = 1
+	if got, _ := wt.Cheapest(req, []*Worker{{DecodeBlocks: 522}, {}}, hit); got != 1 {
+		t.Fatalf("weight 1 kept the prefix (%d)", got)
 	}
 }
 

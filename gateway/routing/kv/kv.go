@@ -40,7 +40,10 @@ type Policy struct {
 	cfg Config
 }
 
-var _ routing.Policy = (*Policy)(nil)
+var (
+	_ routing.Policy   = (*Policy)(nil)
+	_ routing.Preparer = (*Policy)(nil)
+)
 
 // New returns the policy.
 func New(cfg Config) *Policy {
@@ -56,28 +59,44 @@ func New(cfg Config) *Policy {
 // Name implements routing.Policy.
 func (*Policy) Name() string { return Name }
 
-// Pick implements routing.Policy.
+// Prepare implements routing.Preparer: it asks the brain for the prompt's
+// overlap per worker, within the policy's timeout.
+func (p *Policy) Prepare(ctx context.Context, req *routing.Request) {
+	req.Overlaps, req.ScoreErr = p.score(ctx, req)
+	req.Scored = true
+}
+
+func (p *Policy) score(ctx context.Context, req *routing.Request) (map[string]routing.Overlap, error) {
+	if len(req.Hashes) == 0 {
+		return nil, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	return p.cfg.Scorer.Score(sctx, req.Model, req.Hashes)
+}
+
+// Pick implements routing.Policy, on req's prepared scores or, when it has
+// none, on the brain's answer now.
 func (p *Policy) Pick(ctx context.Context, req *routing.Request, workers []*routing.Worker) (routing.Decision, error) {
 	if len(workers) == 0 {
 		return routing.Decision{}, routing.ErrNoWorker
 	}
+	scores, err := req.Overlaps, req.ScoreErr
+	if !req.Scored {
+		scores, err = p.score(ctx, req)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return routing.Decision{}, ctx.Err()
+		}
+		p.cfg.Logger.Debug("routing without the brain's scores", "model", req.Model, "error", err)
+		d, ferr := p.cfg.Fallback.Pick(ctx, req, workers)
+		d.Reason = "brain-unavailable"
+		return d, ferr
+	}
 	overlaps := make([]routing.Overlap, len(workers))
-	if len(req.Hashes) > 0 {
-		sctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
-		scores, err := p.cfg.Scorer.Score(sctx, req.Model, req.Hashes)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return routing.Decision{}, ctx.Err()
-			}
-			p.cfg.Logger.Debug("routing without the brain's scores", "model", req.Model, "error", err)
-			d, ferr := p.cfg.Fallback.Pick(ctx, req, workers)
-			d.Reason = "brain-unavailable"
-			return d, ferr
-		}
-		for i, w := range workers {
-			overlaps[i] = scores[w.ID]
-		}
+	for i, w := range workers {
+		overlaps[i] = scores[w.ID]
 	}
 	i, _ := p.cfg.Weights.Cheapest(req, workers, overlaps)
 	reason := "load"

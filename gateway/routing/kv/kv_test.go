@@ -64,6 +64,15 @@ func TestPick(t *testing.T) {
 			}
 		})
 	}
+	// Prepared: Pick decides on the scores Prepare fetched, without asking.
+	s := &scorer{scores: map[string]routing.Overlap{"b": {GPU: 10}}}
+	p := New(Config{Scorer: s, Weights: routing.DefaultWeights, Fallback: leastloaded.New()})
+	prepared := *req
+	p.Prepare(context.Background(), &prepared)
+	s.err, s.scores = errors.New("must not be asked"), nil
+	if d, err := p.Pick(context.Background(), &prepared, []*routing.Worker{idle("a"), idle("b")}); err != nil || d.Worker.ID != "b" || d.Reason != "cache-hit" {
+		t.Fatalf("prepared pick: %+v %v", d, err)
+	}
 	if _, err := New(Config{Fallback: leastloaded.New()}).Pick(context.Background(), req, nil); !errors.Is(err, routing.ErrNoWorker) {
 		t.Fatalf("no workers: %v", err)
 	}
