@@ -8,6 +8,7 @@ import (
 
 	"github.com/strata-llm/strata/auth"
 	"github.com/strata-llm/strata/gateway"
+	"github.com/strata-llm/strata/gateway/routing"
 	"github.com/strata-llm/strata/tokenizer"
 	"github.com/strata-llm/strata/tokenizer/hf"
 )
@@ -18,7 +19,7 @@ func loadTokenizer(dir string) (tokenizer.Tokenizer, error) { return hf.Load(dir
 
 func newGatewayCommand(logger func() (*slog.Logger, error)) *cobra.Command {
 	var (
-		cfg   gateway.Config
+		cfg   = gateway.Config{Weights: routing.DefaultWeights}
 		token string
 	)
 	cmd := &cobra.Command{
@@ -56,6 +57,7 @@ named by --config.`,
 	f.StringVar(&cfg.APIKeysFile, "api-keys-file", "", "file of accepted API keys, one per line (\"KEY [name=N] [rps=R] [burst=B]\"), reread when it changes; none: the API is open")
 	f.StringVar(&cfg.Routing, "routing", "kv", "default routing policy: kv, approx-kv, least-loaded, round-robin, random or session")
 	f.Float64Var(&cfg.Weights.Temperature, "routing-temperature", 0, "above 0, pick workers by softmax over -cost/T instead of the cheapest")
+	f.Float64Var(&cfg.Weights.PrefillScale, "prefill-scale", routing.DefaultWeights.PrefillScale, "weight of a block of prefill against a block of decode load in the routing cost")
 	f.DurationVar(&cfg.ScoreTimeout, "score-timeout", 5*time.Millisecond, "how long routing waits for the brain's cache scores before routing without them")
 	f.DurationVar(&cfg.ApproxTTL, "approx-ttl", 2*time.Minute, "how long approx-kv assumes a prefix it routed is cached on that worker")
 	f.IntVar(&cfg.BusyWaiting, "busy-waiting", 16, "a worker whose engine queues this many requests is busy")

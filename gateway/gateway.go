@@ -110,6 +110,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Weights == (routing.Weights{}) {
 		c.Weights = routing.DefaultWeights
 	}
+	if c.Weights.PrefillScale <= 0 {
+		return c, fmt.Errorf("prefill scale %v: must be above 0", c.Weights.PrefillScale)
+	}
 	defDur(&c.ScoreTimeout, 5*time.Millisecond)
 	defDur(&c.ApproxTTL, 2*time.Minute)
 	def(&c.BusyWaiting, 16)
