@@ -146,26 +146,39 @@ func decodeRequest(ep endpoint, raw []byte) (*request, error) {
 	}
 }
 
-func (r *request) decodeChat(raw []byte) error {
-	var msgs []json.RawMessage
-	if err := field(r.body, "messages", &msgs); err != nil {
-		return err
-	}
-	if len(msgs) == 0 {
+func (r *request) decodeChat(body []byte) error {
+	// The body is valid JSON (decodeObject): gjson reads it in place, where
+	// encoding/json's scanner would take half a millisecond over a long
+	// system prompt on each pass.
+	raw, ok := r.body["messages"]
+	msgs := gjson.ParseBytes(raw)
+	if !ok || msgs.Type == gjson.Null {
 		return badRequest("messages", "messages must be a non-empty array")
 	}
-	for i, m := range msgs {
-		var msg struct {
-			Role *string `json:"role"`
-		}
-		if err := json.Unmarshal(m, &msg); err != nil {
-			return badRequest(fmt.Sprintf("messages[%d]", i), "each message must be an object with a role: %s", jsonProblem(err))
-		}
-		if msg.Role == nil || *msg.Role == "" {
-			return badRequest(fmt.Sprintf("messages[%d].role", i), "each message needs a role")
-		}
+	if !msgs.IsArray() {
+		return badRequest("messages", "messages must be a non-empty array, got %s", jsonTypeName(msgs))
 	}
-	if err := json.Unmarshal(raw, &r.chat); err != nil {
+	var bad error
+	i := 0
+	msgs.ForEach(func(_, m gjson.Result) bool {
+		switch role := m.Get("role"); {
+		case !m.IsObject():
+			bad = badRequest(fmt.Sprintf("messages[%d]", i), "each message must be an object with a role, got %s", jsonTypeName(m))
+		case role.Type != gjson.String:
+			bad = badRequest(fmt.Sprintf("messages[%d].role", i), "each message needs a role (a string)")
+		case role.Str == "":
+			bad = badRequest(fmt.Sprintf("messages[%d].role", i), "each message needs a role")
+		}
+		i++
+		return bad == nil
+	})
+	if bad != nil {
+		return bad
+	}
+	if i == 0 {
+		return badRequest("messages", "messages must be a non-empty array")
+	}
+	if err := r.chat.UnmarshalJSON(body); err != nil {
 		return badRequest("messages", "%s", err.Error())
 	}
 	return nil
@@ -287,6 +300,8 @@ func decodeObject(raw []byte) (map[string]json.RawMessage, error) {
 
 func jsonTypeName(r gjson.Result) string {
 	switch {
+	case r.IsObject():
+		return "an object"
 	case r.IsArray():
 		return "an array"
 	case r.Type == gjson.String:
