@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/strata-llm/strata/brain"
 	"github.com/strata-llm/strata/kvhash"
 	stratav1 "github.com/strata-llm/strata/proto/strata/v1"
@@ -216,6 +219,7 @@ func BenchmarkRoutingOverhead(b *testing.B) {
 				}
 				b.Run(kind, func(b *testing.B) {
 					ctx := context.Background()
+					rb.g.metrics.stages.Reset()
 					var hits, total int
 					testutil.PacedLatency(b, 500, 8, func(i uint64) error {
 						x := rb.exchange(b, bodies[i%uint64(len(bodies))])
@@ -231,8 +235,24 @@ func BenchmarkRoutingOverhead(b *testing.B) {
 						return nil
 					})
 					b.ReportMetric(float64(hits)/float64(max(total, 1)), "cache-hit-fraction")
+					reportStageMeans(b, rb.g.metrics.stages)
 				})
 			}
 		})
+	}
+}
+
+// reportStageMeans reports the mean time of each routing stage the
+// gateway's overhead histogram saw (its buckets are too coarse for
+// percentiles).
+func reportStageMeans(b *testing.B, stages *prometheus.HistogramVec) {
+	for _, name := range []string{"template", "tokenize", "hash", "score", "select"} {
+		var m dto.Metric
+		if err := stages.WithLabelValues(name).(prometheus.Histogram).Write(&m); err != nil {
+			b.Fatal(err)
+		}
+		if n := m.GetHistogram().GetSampleCount(); n > 0 {
+			b.ReportMetric(m.GetHistogram().GetSampleSum()/float64(n)*1e6, name+"-mean-µs")
+		}
 	}
 }
