@@ -20,9 +20,10 @@ import (
 // of the same run, with concurrent streams of byte-level tokens:
 //
 //   - saturated: one simulated engine at a million times an H100's pace
-//     (it emits tokens as fast as it can, many per chunk) and 8 streams of
-//     512 tokens: the gateway's cost shows as lost throughput, because
-//     client, gateway and engine share the 2 cores;
+//     (it emits tokens as fast as it can, many per chunk) and 16 streams of
+//     4,096 tokens (rounds of ~50 ms, long enough to average over): the
+//     gateway's cost shows as lost throughput, because client, gateway and
+//     engine share the 2 cores;
 //   - paced: two engines at an H100's pace (a decode step every ~6 ms),
 //     320 streams of 128 tokens, a chunk per token: about 55k tokens/s,
 //     and what the gateway adds to each stream's duration.
@@ -34,7 +35,7 @@ func BenchmarkStreamingProxy(b *testing.B) {
 		engines         int
 		speedup         string
 		streams, tokens int
-	}{{"saturated", 1, "1000000", 8, 512}, {"paced", 2, "1", 320, 128}} {
+	}{{"saturated", 1, "1000000", 16, 4096}, {"paced", 2, "1", 320, 128}} {
 		b.Run(bc.name, func(b *testing.B) {
 			c := TestCluster(b, func(cfg *dev.Config) {
 				cfg.Engines = bc.engines
