@@ -25,7 +25,7 @@ import (
 //     gateway's cost shows as lost throughput, because client, gateway and
 //     engine share the 2 cores;
 //   - paced: two engines at an H100's pace (a decode step every ~6 ms),
-//     320 streams of 128 tokens, a chunk per token: about 55k tokens/s,
+//     320 streams of 128 tokens, a chunk per token: about 34k tokens/s,
 //     and what the gateway adds to each stream's duration.
 //
 // Direct rounds spread their streams over the engines in turn.
