@@ -576,4 +576,3 @@ func TestGatewayDisaggregated(t *testing.T) {
 		t.Fatalf("the prefill worker served %v prefill steps, want 2", n)
 	}
 }
-
