@@ -39,11 +39,11 @@ func (a *Agent) newKVSource(w *worker) (kvSource, error) {
 		}
 		return kvevents.NewSubscriber(kvevents.SubscriberConfig{
 			WorkerID: w.id, Endpoint: src.Endpoint, ReplayEndpoint: src.ReplayEndpoint, Topic: src.Topic,
-			Decode: decode, BlockSize: w.spec.BlockSize, Sink: sink, Tiers: a.kvbmTierBlocks(w.id), Logger: w.log,
+			Decode: decode, BlockSize: w.spec.BlockSize, Sink: sink, Tiers: a.kvbmTierBlocks(w.id), Logger: a.log, // the subscriber names the worker itself
 		})
 	case engine.KVFormatTRTLLM:
 		return kvevents.NewPoller(kvevents.PollerConfig{
-			WorkerID: w.id, PollURL: src.PollURL, BlockSize: w.spec.BlockSize, Sink: sink, Tiers: a.kvbmTierBlocks(w.id), Logger: w.log,
+			WorkerID: w.id, PollURL: src.PollURL, BlockSize: w.spec.BlockSize, Sink: sink, Tiers: a.kvbmTierBlocks(w.id), Logger: a.log,
 		})
 	}
 	return nil, nil
