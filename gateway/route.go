@@ -91,6 +91,7 @@ func (g *Gateway) pick(ctx context.Context, x *exchange, role stratav1.WorkerRol
 		}
 		select {
 		case <-changed:
+			prepared = false // the caches may have moved while it waited
 		case <-ctx.Done():
 			return nil, routing.Decision{}, nil, ctx.Err()
 		case <-expired:
