@@ -254,15 +254,18 @@ func (p *Publisher) send(ctx context.Context) {
 		p.mu.Unlock()
 
 		for i, e := range batch {
+			// Buffered before it is sent, and even if the send fails:
+			// replay runs on its own goroutine, and a subscriber that
+			// saw a batch live must find it in a replay asked for right
+			// after (vLLM buffers after sending, but serves replays on
+			// the same thread, between batches).
+			p.ring.add(e)
 			// zmq4's PUB queues the message and applies the HWM itself,
 			// so this does not wait for subscribers.
 			msg := zmq4.NewMsgFrom(p.topic, seqBytes(e.seq), e.payload)
 			if err := p.pub.SendMulti(msg); err != nil {
 				p.log.Error("kv events batch not sent", "seq", e.seq, "err", err)
 			}
-			// Buffered even if the send failed: a replay can still
-			// recover it.
-			p.ring.add(e)
 			batch[i] = entry{}
 		}
 		if len(batch) > 0 {
