@@ -219,10 +219,21 @@ func (c *Client) Do(ctx context.Context, req *Request, resp *Response) error {
 		if ct := hresp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 			return &Error{Kind: KindProtocol, Status: hresp.StatusCode, Msg: fmt.Sprintf("streamed answer has Content-Type %q, want text/event-stream", ct)}
 		}
-		return readStream(ctx, hresp.Body, req.KeepText, resp)
+		if err := readStream(ctx, hresp.Body, req.KeepText, resp); err != nil {
+			return err
+		}
+		// Read the end of the body (after [DONE], the chunked encoding's
+		// last chunk) so that the connection goes back to the pool: closed
+		// unread, it is torn down, a new connection per request, and the
+		// server sees each client leave mid-answer.
+		_, _ = io.Copy(io.Discard, io.LimitReader(hresp.Body, maxTrailingBytes))
+		return nil
 	}
 	return c.readWhole(ctx, hresp.Body, resp)
 }
+
+// maxTrailingBytes bounds what is read of a stream after its [DONE].
+const maxTrailingBytes = 64 << 10
 
 // readStream consumes an OpenAI stream into resp.
 func readStream(ctx context.Context, body io.Reader, keepText bool, resp *Response) error {
