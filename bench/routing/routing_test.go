@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -25,14 +26,18 @@ import (
 // simCluster is a real simulator behind a proxy that records the routing
 // header of every request: what Run sends, not how a gateway routes.
 type simCluster struct {
-	srv *httptest.Server
+	srv       *httptest.Server
+	transport *http.Transport
 
 	mu       sync.Mutex
 	policies map[string]int
 }
 
 func (c *simCluster) URL() string { return c.srv.URL + "/v1" }
-func (c *simCluster) Close()      { c.srv.Close() }
+func (c *simCluster) Close() {
+	c.srv.Close()
+	c.transport.CloseIdleConnections()
+}
 
 // starter starts a fresh simulator per cluster and keeps every cluster it
 // started, in order.
@@ -42,14 +47,27 @@ func starter(t *testing.T, clusters *[]*simCluster) routing.Starter {
 		// calibration's requests outlast it.
 		s := sim.TestSim(t, func(o *sim.Options) { o.Engine.Speedup = 20 })
 		u, _ := url.Parse(s.URL())
-		proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u) }, FlushInterval: -1}
-		c := &simCluster{policies: map[string]int{}}
+		// A transport of its own, closed with the cluster.
+		tr := &http.Transport{}
+		proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u) }, FlushInterval: -1, Transport: tr}
+		c := &simCluster{policies: map[string]int{}, transport: tr}
 		c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodPost {
 				c.mu.Lock()
 				c.policies[r.Header.Get(routing.Header)]++
 				c.mu.Unlock()
 			}
+			// The body is forwarded whole: streamed through to the
+			// in-process sim, about one response in a hundred was cut
+			// short under -race on two busy cores (the proxy's upstream
+			// connection closed mid-answer; not understood, and not the
+			// gateway's path, which reads a body before it routes).
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 			proxy.ServeHTTP(w, r)
 		}))
 		*clusters = append(*clusters, c)
@@ -105,7 +123,7 @@ func TestRunCalibratesThenRunsEachPolicyOnAFreshCluster(t *testing.T) {
 			t.Fatalf("%s ran with %v", r.Name, c)
 		}
 		if r.Result.RequestsSucceeded == 0 || r.Result.RequestsFailed != 0 {
-			t.Fatalf("%s: %d succeeded, %d failed", r.Name, r.Result.RequestsSucceeded, r.Result.RequestsFailed)
+			t.Fatalf("%s: %d succeeded, %d failed %v", r.Name, r.Result.RequestsSucceeded, r.Result.RequestsFailed, r.Result.ErrorExamples)
 		}
 	}
 	var out bytes.Buffer
