@@ -40,13 +40,13 @@ type model struct {
 	// disaggregated deployment (prefill, decode), all BOTH otherwise.
 	workers []*worker
 
-	stats *modelStats // kept across views
+	kept *modelState // across views of the cluster
 }
 
-// modelStats are what a model keeps across views of the cluster: averages
+// modelState is what a model keeps across views of the cluster: averages
 // of this gateway's requests to it (EWMA), to size what engines report
 // beyond this gateway's own requests, and its selection lock.
-type modelStats struct {
+type modelState struct {
 	promptBlocks, totalBlocks atomicFloat
 	// selecting serializes reading workers' load, picking one and
 	// counting the request on it (Gateway.selectWorker).
@@ -106,9 +106,9 @@ func (c *cluster) apply(v *stratav1.WatchClusterResponse) {
 	defer c.mu.Unlock()
 	models := make(map[string]*model, len(v.GetModels()))
 	for _, info := range v.GetModels() {
-		m := &model{info: info, blockSize: int(info.GetBlockSize()), stats: &modelStats{}}
+		m := &model{info: info, blockSize: int(info.GetBlockSize()), kept: &modelState{}}
 		if old := c.models[info.GetName()]; old != nil {
-			m.stats = old.stats
+			m.kept = old.kept
 		}
 		if m.blockSize <= 0 {
 			m.blockSize = defaultBlockSize
@@ -193,8 +193,8 @@ func (w *worker) view(m *model) *routing.Worker {
 	// What the engine reports beyond this gateway's requests (which it
 	// counts too), sized by this gateway's average request: queued ones
 	// still to prefill, and all of them attending their KV.
-	rw.OthersPrefillBlocks = float64(max(rw.Waiting-prefilling, 0)) * m.stats.promptBlocks.load()
-	rw.OthersDecodeBlocks = float64(max(rw.Running+rw.Waiting-rw.Inflight, 0)) * m.stats.totalBlocks.load()
+	rw.OthersPrefillBlocks = float64(max(rw.Waiting-prefilling, 0)) * m.kept.promptBlocks.load()
+	rw.OthersDecodeBlocks = float64(max(rw.Running+rw.Waiting-rw.Inflight, 0)) * m.kept.totalBlocks.load()
 	return rw
 }
 

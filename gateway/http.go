@@ -254,8 +254,8 @@ func (g *Gateway) finish(c *gin.Context, x *exchange) {
 			g.metrics.ttft.WithLabelValues(model).Observe(x.firstToken.Sub(x.start).Seconds())
 		}
 		bs := float64(x.m.blockSize)
-		x.m.stats.promptBlocks.observe(float64(prompt) / bs)
-		x.m.stats.totalBlocks.observe(float64(prompt+out) / bs)
+		x.m.kept.promptBlocks.observe(float64(prompt) / bs)
+		x.m.kept.totalBlocks.observe(float64(prompt+out) / bs)
 		attrs = append(attrs, "worker", x.worker, "migrations", x.migrations, "prompt_tokens", prompt, "output_tokens", out)
 		if !x.firstToken.IsZero() {
 			attrs = append(attrs, "ttft_ms", x.firstToken.Sub(x.start).Milliseconds())

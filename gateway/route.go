@@ -108,8 +108,8 @@ func (g *Gateway) pick(ctx context.Context, x *exchange, role stratav1.WorkerRol
 // lock so concurrent requests see each other. It returns no worker when
 // every one is busy.
 func (g *Gateway) selectWorker(ctx context.Context, x *exchange, m *model, workers []*worker, policy routing.Policy) (*worker, routing.Decision, *ticket, error) {
-	m.stats.selecting.Lock()
-	defer m.stats.selecting.Unlock()
+	m.kept.selecting.Lock()
+	defer m.kept.selecting.Unlock()
 	var free []*worker
 	var views []*routing.Worker
 	for _, w := range workers {
