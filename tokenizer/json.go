@@ -90,9 +90,7 @@ func (o *Object) MarshalJSON() ([]byte, error) {
 // the fast path matches (FuzzDecodeJSON).
 func DecodeJSON(data []byte) (any, error) {
 	if utf8.Valid(data) && shallow(data) && gjson.ValidBytes(data) {
-		if v, ok := fromGJSON(gjson.ParseBytes(data)); ok {
-			return v, nil
-		}
+		return fromGJSON(gjson.ParseBytes(data)), nil
 	}
 	return decodeJSONSlow(data)
 }
@@ -130,40 +128,34 @@ func shallow(data []byte) bool {
 	return true
 }
 
-// fromGJSON converts a valid value; ok is false for what the fast path does
-// not handle.
-func fromGJSON(r gjson.Result) (v any, ok bool) {
+// fromGJSON converts a valid value.
+func fromGJSON(r gjson.Result) any {
 	switch r.Type {
 	case gjson.Null:
-		return nil, true
+		return nil
 	case gjson.False:
-		return false, true
+		return false
 	case gjson.True:
-		return true, true
+		return true
 	case gjson.Number:
-		return json.Number(r.Raw), true
+		return json.Number(r.Raw)
 	case gjson.String:
-		return r.Str, true
+		return r.Str
 	}
-	ok = true
 	if r.IsArray() {
 		arr := []any{}
 		r.ForEach(func(_, e gjson.Result) bool {
-			var ev any
-			ev, ok = fromGJSON(e)
-			arr = append(arr, ev)
-			return ok
+			arr = append(arr, fromGJSON(e))
+			return true
 		})
-		return arr, ok
+		return arr
 	}
 	obj := NewObject()
 	r.ForEach(func(k, e gjson.Result) bool {
-		var ev any
-		ev, ok = fromGJSON(e)
-		obj.Set(k.Str, ev)
-		return ok
+		obj.Set(k.Str, fromGJSON(e))
+		return true
 	})
-	return obj, ok
+	return obj
 }
 
 func decodeJSONSlow(data []byte) (any, error) {
