@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/strata-llm/strata/sim/kvevents"
+	"github.com/strata-llm/strata/test/testutil"
 	"github.com/strata-llm/strata/tokenizer/bytelevel"
 )
 
@@ -362,10 +363,14 @@ func TestRemoteTokensChargedAsTransfer(t *testing.T) {
 	if len(toks) != 2 || r.CachedTokens != 16 {
 		t.Fatalf("tokens=%d cached=%d, want 2 and 16", len(toks), r.CachedTokens)
 	}
-	st := e.Stats()
-	if st.ExternalHits != 16 || st.PrefixHits != 0 {
-		t.Fatalf("external hits %d, prefix hits %d", st.ExternalHits, st.PrefixHits)
-	}
+	// Stats are published at the end of the step, which may come after
+	// the answer.
+	testutil.WaitForResult(t, 10*time.Second, func() error {
+		if st := e.Stats(); st.ExternalHits != 16 || st.PrefixHits != 0 {
+			return fmt.Errorf("external hits %d, prefix hits %d", st.ExternalHits, st.PrefixHits)
+		}
+		return nil
+	})
 }
 
 func TestRunAbortsOnShutdown(t *testing.T) {

@@ -151,9 +151,16 @@ func TestEngineOffloadsAndOnboards(t *testing.T) {
 	if r.CachedTokens != len(want)*blockSize {
 		t.Fatalf("repeat cached %d tokens, want all %d full blocks (%d offloaded)", r.CachedTokens, len(want)*blockSize, offloaded)
 	}
-	st, cs := eng.Stats(), conn.Stats()
-	if st.Offloaded == 0 || st.Onboarded == 0 || st.ExternalHits == 0 || cs.Onboarded == 0 || cs.OnboardBytes != cs.Onboarded*blockBytes || cs.Corrupt != 0 {
-		t.Fatalf("engine %+v, connector %+v", st, cs)
-	}
+	// The engine publishes its stats at the end of a step, which may come
+	// after the answer.
+	var st engine.Stats
+	var cs kvconnector.Stats
+	testutil.WaitForResult(t, 10*time.Second, func() error {
+		st, cs = eng.Stats(), conn.Stats()
+		if st.Offloaded == 0 || st.Onboarded == 0 || st.ExternalHits == 0 || cs.Onboarded == 0 || cs.OnboardBytes != cs.Onboarded*blockBytes || cs.Corrupt != 0 {
+			return fmt.Errorf("engine %+v, connector %+v", st, cs)
+		}
+		return nil
+	})
 	t.Logf("offloaded %d of the first prompt's blocks; engine %+v; connector %+v", offloaded, st, cs)
 }
