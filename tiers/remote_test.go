@@ -251,7 +251,7 @@ func TestRemoteHang(t *testing.T) {
 	if err := h.Put(ctx, []tiers.Block{storetest.Block(1, blockSize)}); err != nil {
 		t.Fatal(err)
 	}
-	srv.Pause()
+	srv.Pause(t)
 	start := time.Now()
 	hits, err := h.Get(ctx, keys(1, 2))
 	if err != nil || hits[0].Medium != tiers.CPU || hits[1].Medium != tiers.MediumNone {

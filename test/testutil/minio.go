@@ -66,8 +66,13 @@ func StartMinIO(t testing.TB) *MinIO {
 func (m *MinIO) Stop() { m.proc.stop() }
 
 // Pause freezes the server (SIGSTOP): connections are accepted by the
-// kernel and never answered, like a server that hangs. Resume thaws it.
-func (m *MinIO) Pause() { m.proc.signal(syscall.SIGSTOP) }
+// kernel and never answered, like a server that hangs. It returns once
+// every thread of the server has stopped. Resume thaws it.
+func (m *MinIO) Pause(t testing.TB) {
+	t.Helper()
+	m.proc.signal(syscall.SIGSTOP)
+	m.proc.waitStopped(t)
+}
 
 // Resume thaws a paused server.
 func (m *MinIO) Resume() { m.proc.signal(syscall.SIGCONT) }

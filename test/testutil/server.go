@@ -130,6 +130,49 @@ func (p *serverProcess) signal(sig syscall.Signal) {
 	}
 }
 
+// waitStopped waits until every thread of the server is stopped: kill
+// returns once SIGSTOP is queued, and until a thread of the server takes
+// it the others go on serving, so a request sent right after the signal
+// can still be answered.
+func (p *serverProcess) waitStopped(t testing.TB) {
+	t.Helper()
+	p.mu.Lock()
+	pid := p.cmd.Process.Pid
+	p.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !allThreadsStopped(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (pid %d) not stopped 10s after SIGSTOP", p.name, pid)
+		}
+		<-tick.C
+	}
+}
+
+// allThreadsStopped reads each thread's state from /proc: T is stopped by
+// a signal.
+func allThreadsStopped(pid int) bool {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses
+		// and may itself hold spaces or parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) || stat[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *serverProcess) killLocked() {
 	if p.cmd == nil {
 		return
