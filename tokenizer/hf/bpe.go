@@ -306,7 +306,15 @@ type symbol struct {
 type mergeScratch struct {
 	syms []symbol
 	heap []uint64 // rank<<32 | position, a min-heap
+	pair []uint64 // mergeShort: the merge of each symbol with the next
 }
+
+// shortWord is the most symbols mergeShort merges: up to it, scanning all
+// pairs for the lowest rank costs less than keeping a heap of them.
+const shortWord = 24
+
+// noMerge sorts after every merge value (rank<<32 | merged id).
+const noMerge = ^uint64(0)
 
 func (m *bpe) merge(dst []uint32, word string) []uint32 {
 	sc := m.scratch.Get().(*mergeScratch)
@@ -316,6 +324,16 @@ func (m *bpe) merge(dst []uint32, word string) []uint32 {
 	if len(syms) == 0 {
 		return dst
 	}
+	if len(syms) <= shortWord {
+		return m.mergeShort(dst, sc)
+	}
+	return m.mergeHeap(dst, sc)
+}
+
+// mergeHeap merges sc.syms as tokenizers does: pairs in a min-heap by rank
+// then position, entries made stale by an earlier merge skipped.
+func (m *bpe) mergeHeap(dst []uint32, sc *mergeScratch) []uint32 {
+	syms := sc.syms
 	h := sc.heap[:0]
 	for i := 0; i+1 < len(syms); i++ {
 		if v, ok := m.merges.get(uint64(syms[i].id)<<32 | uint64(syms[i+1].id)); ok {
@@ -357,6 +375,51 @@ func (m *bpe) merge(dst []uint32, word string) []uint32 {
 		dst = append(dst, syms[i].id)
 	}
 	return dst
+}
+
+// mergeShort merges sc.syms as merge does, in place in dst: each round
+// merges the leftmost pair of the lowest rank, found by a scan of every
+// pair's merge value, and looks up only the two pairs the merge changed.
+func (m *bpe) mergeShort(dst []uint32, sc *mergeScratch) []uint32 {
+	start := len(dst)
+	for _, s := range sc.syms {
+		dst = append(dst, s.id)
+	}
+	ids := dst[start:]
+	pair := sc.pair[:0]
+	for i := 0; i+1 < len(ids); i++ {
+		pair = append(pair, m.pairMerge(ids[i], ids[i+1]))
+	}
+	for len(pair) > 0 {
+		best := 0
+		for i := 1; i < len(pair); i++ {
+			if pair[i] < pair[best] {
+				best = i
+			}
+		}
+		if pair[best] == noMerge {
+			break
+		}
+		ids[best] = uint32(pair[best])
+		ids = append(ids[:best+1], ids[best+2:]...)
+		pair = append(pair[:best], pair[best+1:]...)
+		if best < len(pair) {
+			pair[best] = m.pairMerge(ids[best], ids[best+1])
+		}
+		if best > 0 {
+			pair[best-1] = m.pairMerge(ids[best-1], ids[best])
+		}
+	}
+	sc.pair = pair
+	return dst[:start+len(ids)]
+}
+
+// pairMerge is the merge of two adjacent ids, or noMerge.
+func (m *bpe) pairMerge(left, right uint32) uint64 {
+	if v, ok := m.merges.get(uint64(left)<<32 | uint64(right)); ok {
+		return v
+	}
+	return noMerge
 }
 
 // symbols splits a word into its initial symbols, as tokenizers'
@@ -542,11 +605,15 @@ func (c *wordCache) clear() {
 
 // pairTable is an open-addressing hash table from merge pairs to their rank
 // and result: the lookup merging does for every pair, about twice as fast as
-// a Go map.
+// a Go map. A key sits beside its value, so a lookup touches one cache line.
 type pairTable struct {
-	keys  []uint64 // pair+1; 0 is empty
-	vals  []uint64
+	slots []pairSlot
 	shift uint
+}
+
+type pairSlot struct {
+	key uint64 // pair+1; 0 is empty
+	val uint64
 }
 
 func newPairTable(n int) pairTable {
@@ -554,30 +621,30 @@ func newPairTable(n int) pairTable {
 	for 1<<bits < 2*n {
 		bits++
 	}
-	return pairTable{keys: make([]uint64, 1<<bits), vals: make([]uint64, 1<<bits), shift: 64 - bits}
+	return pairTable{slots: make([]pairSlot, 1<<bits), shift: 64 - bits}
 }
 
 func (t *pairTable) slot(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> t.shift }
 
 func (t *pairTable) put(key, val uint64) {
-	mask := uint64(len(t.keys) - 1)
+	mask := uint64(len(t.slots) - 1)
 	for i := t.slot(key); ; i = (i + 1) & mask {
-		if t.keys[i] == 0 || t.keys[i] == key+1 {
-			t.keys[i], t.vals[i] = key+1, val
+		if sl := &t.slots[i]; sl.key == 0 || sl.key == key+1 {
+			sl.key, sl.val = key+1, val
 			return
 		}
 	}
 }
 
 func (t *pairTable) get(key uint64) (uint64, bool) {
-	if len(t.keys) == 0 {
+	if len(t.slots) == 0 {
 		return 0, false
 	}
-	mask := uint64(len(t.keys) - 1)
+	mask := uint64(len(t.slots) - 1)
 	for i := t.slot(key); ; i = (i + 1) & mask {
-		switch t.keys[i] {
+		switch sl := &t.slots[i]; sl.key {
 		case key + 1:
-			return t.vals[i], true
+			return sl.val, true
 		case 0:
 			return 0, false
 		}

@@ -269,8 +269,9 @@ func TestBPEModel(t *testing.T) {
 	}
 }
 
-// The heap-based merge must agree with the plain definition of BPE (merge
-// the lowest-ranked pair, leftmost first) on real words.
+// Both merges, the heap-based one and the scan for short words, must agree
+// with the plain definition of BPE (merge the lowest-ranked pair, leftmost
+// first) on real words, whatever their length.
 func TestMergeMatchesDefinition(t *testing.T) {
 	tok := testTokenizer(t, "qwen3")
 	m := tok.model
@@ -299,8 +300,18 @@ func TestMergeMatchesDefinition(t *testing.T) {
 		text := toValidUTF8(c.input(t))
 		sc.findAll(text, func(start, end int) {
 			w := text[start:end]
-			if got, want := m.merge(nil, w), naive(w); !slices.Equal(got, want) {
+			want := naive(w)
+			if got := m.merge(nil, w); !slices.Equal(got, want) {
 				t.Fatalf("merge(%q) = %v, want %v", w, got, want)
+			}
+			if len(want) == 0 {
+				return
+			}
+			for name, merge := range map[string]func([]uint32, *mergeScratch) []uint32{"heap": m.mergeHeap, "short": m.mergeShort} {
+				sc := &mergeScratch{syms: m.symbols(nil, w)}
+				if got := merge(nil, sc); !slices.Equal(got, want) {
+					t.Fatalf("%s merge of %q = %v, want %v", name, w, got, want)
+				}
 			}
 			words++
 		})
