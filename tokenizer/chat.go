@@ -43,6 +43,21 @@ func (r *ChatRequest) UnmarshalJSON(data []byte) error {
 	if err != nil {
 		return err
 	}
+	return r.fromJSON(v)
+}
+
+// DecodeString is UnmarshalJSON of a body held as a string; the messages
+// share its memory (DecodeJSONString).
+func (r *ChatRequest) DecodeString(data string) error {
+	v, err := DecodeJSONString(data)
+	if err != nil {
+		return err
+	}
+	return r.fromJSON(v)
+}
+
+func (r *ChatRequest) fromJSON(v any) error {
+	var err error
 	body, ok := v.(*Object)
 	if !ok {
 		return fmt.Errorf("chat request: want a JSON object, got %s", jsonType(v))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -89,34 +90,54 @@ func (o *Object) MarshalJSON() ([]byte, error) {
 // else, and every error, goes through encoding/json's decoder, whose answer
 // the fast path matches (FuzzDecodeJSON).
 func DecodeJSON(data []byte) (any, error) {
-	if utf8.Valid(data) && shallow(data) && gjson.ValidBytes(data) {
-		return fromGJSON(gjson.ParseBytes(data)), nil
+	return DecodeJSONString(string(data))
+}
+
+// DecodeJSONString is DecodeJSON of a string. Its strings share the
+// input's memory where they need no unescaping, so a caller holding the
+// body as a string decodes it without a copy.
+func DecodeJSONString(data string) (any, error) {
+	if utf8.ValidString(data) && shallow(data) && gjson.Valid(data) {
+		return fromGJSON(gjson.Parse(data)), nil
 	}
-	return decodeJSONSlow(data)
+	return decodeJSONSlow([]byte(data))
 }
 
 // shallow says whether data nests no deeper than maxJSONDepth and has no
 // escaped surrogate (\uD800–\uDFFF: encoding/json's handling of a lone one
-// is the reference), scanning its bytes once.
-func shallow(data []byte) bool {
-	depth, inString := 0, false
+// is the reference), in one pass that jumps through strings from quote to
+// quote (strings are most of a chat body) and looks at their backslashes
+// only.
+func shallow(data string) bool {
+	depth := 0
+	esc := -1 // the first backslash at or after j below; len(data) if none
 	for i := 0; i < len(data); i++ {
-		c := data[i]
-		if inString {
-			switch c {
-			case '\\':
-				if i+2 < len(data) && data[i+1] == 'u' && (data[i+2] == 'd' || data[i+2] == 'D') {
+		switch data[i] {
+		case '"':
+			for j := i + 1; ; {
+				q := strings.IndexByte(data[j:], '"')
+				if q < 0 {
+					q = len(data) - j // unterminated: its escapes still count
+				}
+				q += j
+				if esc < j {
+					if esc = strings.IndexByte(data[j:], '\\'); esc < 0 {
+						esc = len(data)
+					} else {
+						esc += j
+					}
+				}
+				if esc > q {
+					i = q
+					break
+				}
+				if esc+2 < len(data) && data[esc+1] == 'u' && (data[esc+2] == 'd' || data[esc+2] == 'D') {
 					return false
 				}
-				i++
-			case '"':
-				inString = false
+				if j = esc + 2; j >= len(data) {
+					return true
+				}
 			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
 		case '{', '[':
 			if depth++; depth > maxJSONDepth {
 				return false

@@ -30,9 +30,57 @@ func FuzzDecodeJSON(f *testing.F) {
 	})
 }
 
+// FuzzShallow holds shallow, which jumps from quote to quote, to the plain
+// byte-by-byte definition.
+func FuzzShallow(f *testing.F) {
+	for _, s := range []string{
+		`{"a":"\ud800"}`, `"\\ud800"`, `"\"\ud800"`, `["x\"y",{"z":"\D800"}]`, `"abc`, `"a\`, `"\u`, `"\ud`,
+		`{"a":[1,2,{"b":"c"}]}`, strings.Repeat("[", 600), strings.Repeat(`["\n",`, 300), `"[[[["`, ``,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		if got, want := shallow(data), shallowByBytes(data); got != want {
+			t.Fatalf("shallow(%q) = %v, byte by byte %v", data, got, want)
+		}
+	})
+}
+
+// shallowByBytes is shallow's definition: depth and escaped surrogates,
+// one byte at a time.
+func shallowByBytes(data string) bool {
+	depth, inString := 0, false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if inString {
+			switch c {
+			case '\\':
+				if i+2 < len(data) && data[i+1] == 'u' && (data[i+2] == 'd' || data[i+2] == 'D') {
+					return false
+				}
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			if depth++; depth > maxJSONDepth {
+				return false
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return true
+}
+
 func TestDecodeJSONFastPath(t *testing.T) {
 	data := []byte(`{"b":1,"a":[true,null,"x\u00e9"],"c":{"d":2.50}}`)
-	if !shallow(data) {
+	if !shallow(string(data)) {
 		t.Fatal("a plain document took the slow path")
 	}
 	v, err := DecodeJSON(data)
