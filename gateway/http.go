@@ -1,14 +1,15 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -159,10 +160,27 @@ func (g *Gateway) inference(ep endpoint) gin.HandlerFunc {
 	}
 }
 
+// readBody reads a request's body, up to limit bytes, as a string: every
+// decoder after it reads the string in place. A body that declares its
+// length is read into a buffer of that size, not one that doubles (an 8k-
+// token prompt is 40 KB).
+func readBody(r *http.Request, limit int64) (string, error) {
+	size := bytes.MinRead
+	if r.ContentLength > 0 && r.ContentLength <= limit {
+		size += int(r.ContentLength)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	_, err := buf.ReadFrom(http.MaxBytesReader(nil, r.Body, limit))
+	data := buf.Bytes()
+	// The string takes the buffer over, as strings.Builder does: nothing
+	// else holds it, so its bytes never change.
+	return unsafe.String(unsafe.SliceData(data), len(data)), err
+}
+
 // prepare reads and decodes the request, finds its model and policy, and
 // tokenizes and hashes its prompt.
 func (g *Gateway) prepare(r *http.Request, ep endpoint, x *exchange) error {
-	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, g.cfg.MaxBodyBytes))
+	text, err := readBody(r, g.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -171,7 +189,7 @@ func (g *Gateway) prepare(r *http.Request, ep endpoint, x *exchange) error {
 		}
 		return badRequest("", "reading the request body: %v", err)
 	}
-	if x.req, err = decodeRequest(ep, raw); err != nil {
+	if x.req, err = decodeRequest(ep, text); err != nil {
 		return err
 	}
 	m, _ := g.cluster.model(x.req.model)
@@ -212,7 +230,7 @@ func (g *Gateway) prepare(r *http.Request, ep endpoint, x *exchange) error {
 	x.route = routing.Request{Model: x.req.model, PromptTokens: len(x.ids), BlockSize: m.blockSize, SessionKey: session}
 	if x.ids == nil {
 		// Not tokenized: size its load from the text (4 bytes a token).
-		x.route.PromptTokens = len(raw) / 4
+		x.route.PromptTokens = len(text) / 4
 	} else {
 		x.route.Hashes = g.hashPrompt(x.ids, m.blockSize)
 	}

@@ -68,8 +68,11 @@ type request struct {
 	endpoint endpoint
 	// body is the client's body as it was, minus the extension object: the
 	// engine gets it with the fields it does not know untouched.
-	body  map[string]json.RawMessage
-	model string
+	body map[string]json.RawMessage
+	// text is the whole body as read; messages is the value of its
+	// messages field, a part of text (chat).
+	text, messages string
+	model          string
 	// stream and includeUsage are as the client asked.
 	stream, includeUsage bool
 	// maxTokens is max_tokens (or chat's max_completion_tokens), 0 if unset.
@@ -88,10 +91,14 @@ type request struct {
 
 // decodeRequest reads an inference request body. Every problem is a 400 in
 // OpenAI's envelope naming the offending parameter; nothing panics.
-func decodeRequest(ep endpoint, raw []byte) (*request, error) {
-	r := &request{endpoint: ep}
+func decodeRequest(ep endpoint, text string) (*request, error) {
+	r := &request{endpoint: ep, text: text}
 	var err error
-	if r.body, err = decodeObject(raw); err != nil {
+	if r.body, err = decodeObject(text, func(key, value string) {
+		if key == "messages" {
+			r.messages = value
+		}
+	}); err != nil {
 		return nil, badRequest("", "the request body must be a JSON object: %s", err.Error())
 	}
 	if err := field(r.body, "model", &r.model); err != nil {
@@ -140,46 +147,68 @@ func decodeRequest(ep endpoint, raw []byte) (*request, error) {
 	}
 	switch ep {
 	case chatEndpoint:
-		return r, r.decodeChat(raw)
+		return r, r.decodeChat()
 	default:
 		return r, r.decodePrompt()
 	}
 }
 
-func (r *request) decodeChat(body []byte) error {
+func (r *request) decodeChat() error {
 	// The body is valid JSON (decodeObject): gjson reads it in place, where
 	// encoding/json's scanner would take half a millisecond over a long
 	// system prompt on each pass.
-	raw, ok := r.body["messages"]
-	msgs := gjson.ParseBytes(raw)
+	_, ok := r.body["messages"]
+	msgs := gjson.Parse(r.messages)
 	if !ok || msgs.Type == gjson.Null {
 		return badRequest("messages", "messages must be a non-empty array")
 	}
 	if !msgs.IsArray() {
 		return badRequest("messages", "messages must be a non-empty array, got %s", jsonTypeName(msgs))
 	}
+	// One decode of the body is what the template renders, and the roles
+	// are checked on it; only a body it refuses is read again, message by
+	// message, to name the one at fault.
+	if err := r.chat.DecodeString(r.text); err != nil {
+		if bad := checkMessages(msgs); bad != nil {
+			return bad
+		}
+		return badRequest("messages", "%s", err.Error())
+	}
+	if len(r.chat.Messages) == 0 {
+		return badRequest("messages", "messages must be a non-empty array")
+	}
+	for i, m := range r.chat.Messages {
+		if bad := checkRole(i, m["role"]); bad != nil {
+			return bad
+		}
+	}
+	return nil
+}
+
+// checkMessages finds the first message that is not an object with a role.
+func checkMessages(msgs gjson.Result) error {
 	var bad error
 	i := 0
 	msgs.ForEach(func(_, m gjson.Result) bool {
-		switch role := m.Get("role"); {
-		case !m.IsObject():
+		if !m.IsObject() {
 			bad = badRequest(fmt.Sprintf("messages[%d]", i), "each message must be an object with a role, got %s", jsonTypeName(m))
-		case role.Type != gjson.String:
-			bad = badRequest(fmt.Sprintf("messages[%d].role", i), "each message needs a role (a string)")
-		case role.Str == "":
-			bad = badRequest(fmt.Sprintf("messages[%d].role", i), "each message needs a role")
+		} else if role := m.Get("role"); role.Type == gjson.String {
+			bad = checkRole(i, role.Str)
+		} else {
+			bad = checkRole(i, nil)
 		}
 		i++
 		return bad == nil
 	})
-	if bad != nil {
-		return bad
-	}
-	if i == 0 {
-		return badRequest("messages", "messages must be a non-empty array")
-	}
-	if err := r.chat.UnmarshalJSON(body); err != nil {
-		return badRequest("messages", "%s", err.Error())
+	return bad
+}
+
+func checkRole(i int, role any) error {
+	switch s, ok := role.(string); {
+	case !ok:
+		return badRequest(fmt.Sprintf("messages[%d].role", i), "each message needs a role (a string)")
+	case s == "":
+		return badRequest(fmt.Sprintf("messages[%d].role", i), "each message needs a role")
 	}
 	return nil
 }
@@ -229,7 +258,9 @@ func tokenIDs(raw json.RawMessage) ([]uint32, error) {
 	if i == len(raw) || raw[i] != '[' {
 		return nil, errors.New("want an array of token ids")
 	}
-	ids := make([]uint32, 0, len(raw)/4)
+	// One id per comma, and at most one per two bytes ("1,"), so that a
+	// body of commas does not size a huge array.
+	ids := make([]uint32, 0, min(bytes.Count(raw[i:], []byte{','}), len(raw)/2)+1)
 	i = skipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == ']' {
 		return ids, nil
@@ -276,23 +307,25 @@ func skipSpace(b []byte, i int) int {
 // decodeObject splits a JSON object into its fields, each value the
 // client's own bytes (validated, not decoded): the gateway reads a few
 // fields and passes the rest to the engine untouched. The last of
-// repeated keys wins, as with encoding/json.
-func decodeObject(raw []byte) (map[string]json.RawMessage, error) {
-	if !gjson.ValidBytes(raw) {
+// repeated keys wins, as with encoding/json. each sees every field's value
+// as a part of text, in order.
+func decodeObject(text string, each func(key, value string)) (map[string]json.RawMessage, error) {
+	if !gjson.Valid(text) {
 		var v any
-		err := json.Unmarshal(raw, &v) // for the position and words of the error
+		err := json.Unmarshal([]byte(text), &v) // for the position and words of the error
 		if err == nil {
 			err = errors.New("invalid JSON")
 		}
 		return nil, errors.New(jsonProblem(err))
 	}
-	root := gjson.ParseBytes(raw)
+	root := gjson.Parse(text)
 	if !root.IsObject() {
 		return nil, errors.New("got " + jsonTypeName(root))
 	}
 	out := map[string]json.RawMessage{}
 	root.ForEach(func(k, v gjson.Result) bool {
-		out[k.String()] = json.RawMessage(raw[v.Index : v.Index+len(v.Raw)])
+		out[k.String()] = json.RawMessage(v.Raw)
+		each(k.String(), v.Raw)
 		return true
 	})
 	return out, nil

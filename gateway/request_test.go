@@ -86,7 +86,7 @@ func TestDecodeRequest(t *testing.T) {
 		{name: "no input", ep: embeddingsEndpoint, body: `{"model":"e"}`, param: "input"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := decodeRequest(tc.ep, []byte(tc.body))
+			r, err := decodeRequest(tc.ep, tc.body)
 			if tc.ok {
 				if err != nil {
 					t.Fatal(err)
@@ -137,7 +137,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		f.Add(byte(0), []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, ep byte, body []byte) {
-		r, err := decodeRequest(endpoint(ep%3), body)
+		r, err := decodeRequest(endpoint(ep%3), string(body))
 		if err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) || ae.status != http.StatusBadRequest || strings.TrimSpace(ae.message) == "" {
