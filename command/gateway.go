@@ -2,6 +2,8 @@ package command
 
 import (
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,8 +21,9 @@ func loadTokenizer(dir string) (tokenizer.Tokenizer, error) { return hf.Load(dir
 
 func newGatewayCommand(logger func() (*slog.Logger, error)) *cobra.Command {
 	var (
-		cfg   = gateway.Config{Weights: routing.DefaultWeights}
-		token string
+		cfg       = gateway.Config{Weights: routing.DefaultWeights}
+		token     string
+		gcPercent int
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -40,6 +43,10 @@ named by --config.`,
 			log, err := logger()
 			if err != nil {
 				return err
+			}
+			// GOGC in the environment wins over the default, not over the flag.
+			if _, set := os.LookupEnv("GOGC"); !set || cmd.Flags().Changed("gc-percent") {
+				debug.SetGCPercent(gcPercent)
 			}
 			cfg.Logger, cfg.ClusterToken, cfg.LoadTokenizer = log, auth.Token(token), loadTokenizer
 			g, err := gateway.New(cfg)
@@ -68,5 +75,6 @@ named by --config.`,
 	f.IntVar(&cfg.MaxMigrations, "max-migrations", 3, "how often a request may move to another worker after its worker failed")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 32<<20, "largest request body accepted")
 	f.DurationVar(&cfg.RequestTimeout, "request-timeout", 30*time.Minute, "longest a request may take end to end")
+	f.IntVar(&gcPercent, "gc-percent", gateway.DefaultGCPercent, "the Go collector's target, as GOGC (which wins over the default when set): fewer collections, a shorter routing tail, a heap of up to 1+N/100 times the live one")
 	return cmd
 }

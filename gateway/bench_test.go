@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -208,7 +209,13 @@ func (rb *routingBench) exchange(b *testing.B, body []byte) *exchange {
 // without the engine. Prompts come as token ids (what benchmarks send for
 // exact lengths: no tokenizing) or as chat text tokenized with Llama 3.1's
 // tokenizer (when cached; byte-level otherwise).
+//
+// It runs with the collector target `strata gateway` runs with
+// (DefaultGCPercent), unless GOGC is set: GOGC=100 measures Go's default.
 func BenchmarkRoutingOverhead(b *testing.B) {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		defer debug.SetGCPercent(debug.SetGCPercent(DefaultGCPercent))
+	}
 	for _, tokens := range []int{1024, 8192} {
 		b.Run(fmt.Sprintf("tokens=%d", tokens), func(b *testing.B) {
 			rb := newRoutingBench(b, tokens)
