@@ -41,8 +41,8 @@ import (
 // runs with. The gateway's live heap is its tokenizers, tens of MB, small
 // next to a node's memory, while each 8k-token request allocates about
 // 0.4 MB: at Go's default of 100 it collects twice a second at 500 req/s,
-// and the requests that meet a collection make routing's p99 (2–2.4 ms for
-// 8k-token chat on 2 cores, against 1.3 ms here; docs/benchmarks.md).
+// and the requests that meet a collection make routing's p99
+// (docs/benchmarks.md, "Routing overhead").
 const DefaultGCPercent = 400
 
 // Config configures a gateway. Zero values take the defaults noted.
