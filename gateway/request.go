@@ -70,7 +70,7 @@ type request struct {
 	// engine gets it with the fields it does not know untouched.
 	body map[string]json.RawMessage
 	// text is the whole body as read; messages is the value of its
-	// messages field, a part of text (chat).
+	// messages field, a part of text, empty if there is none.
 	text, messages string
 	model          string
 	// stream and includeUsage are as the client asked.
@@ -157,9 +157,8 @@ func (r *request) decodeChat() error {
 	// The body is valid JSON (decodeObject): gjson reads it in place, where
 	// encoding/json's scanner would take half a millisecond over a long
 	// system prompt on each pass.
-	_, ok := r.body["messages"]
 	msgs := gjson.Parse(r.messages)
-	if !ok || msgs.Type == gjson.Null {
+	if r.messages == "" || msgs.Type == gjson.Null {
 		return badRequest("messages", "messages must be a non-empty array")
 	}
 	if !msgs.IsArray() {
