@@ -377,7 +377,7 @@ func (m *bpe) mergeHeap(dst []uint32, sc *mergeScratch) []uint32 {
 	return dst
 }
 
-// mergeShort merges sc.syms as merge does, in place in dst: each round
+// mergeShort merges sc.syms as mergeHeap does, in place in dst: each round
 // merges the leftmost pair of the lowest rank, found by a scan of every
 // pair's merge value, and looks up only the two pairs the merge changed.
 func (m *bpe) mergeShort(dst []uint32, sc *mergeScratch) []uint32 {
